@@ -1,0 +1,1 @@
+//! Placeholder, being written by the operator work.
