@@ -1,1 +1,24 @@
-//! lib
+//! AuralGuard: detects AI-generated (deepfake) speech.
+//!
+//! The library is the whole detector; the `auralguard` binary is a thin CLI over it.
+//!
+//! ```text
+//! file/bytes ─▶ audio (decode, mono, 16 kHz, 15 s windows) ─▶ features (librosa log-mel)
+//!            ─▶ model (CNN in candle, batched) ─▶ verdict (per window + overall)
+//! ```
+//!
+//! * [`audio`] — symphonia decoding, rubato resampling, windowing.
+//! * [`features`] — the log-mel front-end, equal to librosa's.
+//! * [`model`] — model packages (manifest + safetensors), architectures, Keras import, devices.
+//! * [`pipeline`] — the [`pipeline::Detector`] that ties them together with batching.
+//! * [`verdict`] — the result types every front-end (CLI, HTTP) serialises.
+
+pub mod audio;
+pub mod bench;
+pub mod error;
+pub mod features;
+pub mod model;
+pub mod pipeline;
+pub mod verdict;
+
+pub use error::{Error, Result};

@@ -1,0 +1,202 @@
+//! Centred STFT → power → mel → decibels, for one window at a time.
+//!
+//! [`LogMelExtractor`] is immutable and `Sync` (FFT plan, Hann window and filter bank are built
+//! once at start-up and shared by every thread); each thread brings its own [`LogMelScratch`], so
+//! a window costs no allocation at all.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex32;
+use realfft::{RealFftPlanner, RealToComplex};
+
+use super::{FeatureConfig, MelFilterBank};
+use crate::error::{Error, Result};
+
+/// Shared, read-only log-mel front-end.
+pub struct LogMelExtractor {
+    cfg: FeatureConfig,
+    fft: Arc<dyn RealToComplex<f32>>,
+    window: Vec<f32>,
+    bank: MelFilterBank,
+}
+
+/// Per-thread buffers reused across windows.
+pub struct LogMelScratch {
+    frame: Vec<f32>,
+    spectrum: Vec<Complex32>,
+    power: Vec<f32>,
+    fft_scratch: Vec<Complex32>,
+}
+
+impl LogMelExtractor {
+    /// Plans the FFT and builds the filter bank for `cfg`.
+    pub fn new(cfg: FeatureConfig) -> Result<Self> {
+        cfg.validate()?;
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(cfg.n_fft);
+        // Periodic Hann (scipy `get_window("hann", n_fft, fftbins=True)`), computed in f64.
+        let n = cfg.n_fft as f64;
+        let window = (0..cfg.n_fft)
+            .map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n).cos()) as f32)
+            .collect();
+        let bank = MelFilterBank::new(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax);
+        Ok(Self {
+            cfg,
+            fft,
+            window,
+            bank,
+        })
+    }
+
+    /// The configuration this extractor implements.
+    pub fn config(&self) -> &FeatureConfig {
+        &self.cfg
+    }
+
+    /// The mel filter bank in use.
+    pub fn filter_bank(&self) -> &MelFilterBank {
+        &self.bank
+    }
+
+    /// Fresh scratch buffers sized for this extractor.
+    pub fn scratch(&self) -> LogMelScratch {
+        LogMelScratch {
+            frame: self.fft.make_input_vec(),
+            spectrum: self.fft.make_output_vec(),
+            power: vec![0.0; self.cfg.n_fft / 2 + 1],
+            fft_scratch: self.fft.make_scratch_vec(),
+        }
+    }
+
+    /// Output shape `(n_mels, frames)` for a window of `samples` samples.
+    pub fn output_shape(&self, samples: usize) -> (usize, usize) {
+        (self.cfg.n_mels, self.cfg.frames_for(samples))
+    }
+
+    /// Computes the log-mel of `signal` into `out` (`n_mels × frames`, row-major: band-major).
+    pub fn compute_into(
+        &self,
+        signal: &[f32],
+        out: &mut [f32],
+        scratch: &mut LogMelScratch,
+    ) -> Result<()> {
+        let (n_mels, frames) = self.output_shape(signal.len());
+        if out.len() != n_mels * frames {
+            return Err(Error::InvalidArgument(format!(
+                "log-mel output buffer holds {} values, {n_mels}×{frames} needed",
+                out.len()
+            )));
+        }
+        self.mel_power_into(signal, out, frames, scratch)?;
+        power_to_db_in_place(out, self.cfg.amin, self.cfg.top_db);
+        Ok(())
+    }
+
+    /// Convenience wrapper that allocates the output and scratch.
+    pub fn compute(&self, signal: &[f32]) -> Result<Vec<f32>> {
+        let (m, t) = self.output_shape(signal.len());
+        let mut out = vec![0.0; m * t];
+        self.compute_into(signal, &mut out, &mut self.scratch())?;
+        Ok(out)
+    }
+
+    /// Mel power spectrogram (before dB), band-major.
+    fn mel_power_into(
+        &self,
+        signal: &[f32],
+        out: &mut [f32],
+        frames: usize,
+        s: &mut LogMelScratch,
+    ) -> Result<()> {
+        let n_fft = self.cfg.n_fft;
+        let pad = (n_fft / 2) as isize;
+        let hop = self.cfg.hop_length as isize;
+        let len = signal.len() as isize;
+        for t in 0..frames {
+            // Frame t covers padded[t·hop, t·hop + n_fft) with `pad` zeros on each side of the signal.
+            let begin = t as isize * hop - pad;
+            for (i, (dst, w)) in s.frame.iter_mut().zip(&self.window).enumerate() {
+                let j = begin + i as isize;
+                *dst = if (0..len).contains(&j) {
+                    signal[j as usize] * w
+                } else {
+                    0.0
+                };
+            }
+            self.fft
+                .process_with_scratch(&mut s.frame, &mut s.spectrum, &mut s.fft_scratch)
+                .map_err(|e| Error::InvalidArgument(format!("FFT failed: {e}")))?;
+            for (p, c) in s.power.iter_mut().zip(&s.spectrum) {
+                *p = c.re * c.re + c.im * c.im;
+            }
+            self.bank.apply_strided(&s.power, &mut out[t..], frames);
+        }
+        Ok(())
+    }
+}
+
+/// `librosa.power_to_db(S, ref=np.max, amin, top_db)` in place.
+pub fn power_to_db_in_place(s: &mut [f32], amin: f32, top_db: Option<f32>) {
+    let reference = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let ref_db = 10.0 * (reference.max(amin) as f64).log10();
+    let mut peak = f32::NEG_INFINITY;
+    for v in s.iter_mut() {
+        *v = (10.0 * (v.max(amin) as f64).log10() - ref_db) as f32;
+        peak = peak.max(*v);
+    }
+    if let Some(top) = top_db {
+        let floor = peak - top;
+        for v in s.iter_mut() {
+            *v = v.max(floor);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_matches_librosa_for_15_seconds() {
+        let x = LogMelExtractor::new(FeatureConfig::default()).unwrap();
+        assert_eq!(x.output_shape(240_000), (128, 469));
+    }
+
+    #[test]
+    fn silence_is_all_zero_db() {
+        let x = LogMelExtractor::new(FeatureConfig::default()).unwrap();
+        let out = x.compute(&vec![0.0; 16_000]).unwrap();
+        assert!(out.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn a_tone_peaks_in_the_right_band_at_zero_db() {
+        let x = LogMelExtractor::new(FeatureConfig::default()).unwrap();
+        let sig: Vec<f32> = (0..16_000)
+            .map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16_000.0).sin())
+            .collect();
+        let out = x.compute(&sig).unwrap();
+        let (m, t) = x.output_shape(sig.len());
+        let mid = t / 2;
+        let col: Vec<f32> = (0..m).map(|b| out[b * t + mid]).collect();
+        let best = col
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap();
+        let bank = x.filter_bank();
+        let f = &bank.filters()[best];
+        let centre_bin = 440.0 * 2048.0 / 16_000.0;
+        assert!((f.start as f32..(f.start + f.weights.len()) as f32).contains(&centre_bin));
+        assert!(out.iter().all(|&v| (-80.0..=0.0).contains(&v)));
+        assert!(out.contains(&0.0));
+    }
+
+    #[test]
+    fn wrong_output_size_is_an_error_not_a_panic() {
+        let x = LogMelExtractor::new(FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; 3];
+        let r = x.compute_into(&[0.0; 1000], &mut out, &mut x.scratch());
+        assert!(matches!(r, Err(Error::InvalidArgument(_))));
+    }
+}

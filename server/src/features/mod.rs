@@ -1,0 +1,101 @@
+//! Log-mel features, numerically equal to librosa's.
+//!
+//! `librosa.power_to_db(librosa.feature.melspectrogram(y, sr=16000, n_mels=128, fmax=8000), ref=np.max)`
+//! is what the original service fed its CNN, so it is what an imported model expects. The
+//! pieces: [`filterbank`] builds librosa's Slaney mel filters once (sparse, since each FFT bin
+//! feeds at most two filters), [`logmel`] runs the centred STFT with a reusable real-FFT plan and
+//! turns power into decibels.
+
+pub mod filterbank;
+pub mod logmel;
+
+pub use filterbank::MelFilterBank;
+pub use logmel::{LogMelExtractor, LogMelScratch};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Parameters of the log-mel front-end; stored in every model manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// Always `"log-mel"` for now; the field exists so other front-ends can be added.
+    pub kind: String,
+    /// Sample rate the features are computed at (Hz).
+    pub sample_rate: u32,
+    /// FFT size (librosa `n_fft`).
+    pub n_fft: usize,
+    /// Hop between frames (librosa `hop_length`).
+    pub hop_length: usize,
+    /// Number of mel bands.
+    pub n_mels: usize,
+    /// Lowest filter edge (Hz).
+    pub fmin: f64,
+    /// Highest filter edge (Hz).
+    pub fmax: f64,
+    /// Clamp for power before taking logs (librosa `amin`).
+    pub amin: f32,
+    /// Dynamic range kept below the loudest bin, in dB (librosa `top_db`); `None` keeps all.
+    pub top_db: Option<f32>,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        Self {
+            kind: "log-mel".into(),
+            sample_rate: 16_000,
+            n_fft: 2048,
+            hop_length: 512,
+            n_mels: 128,
+            fmin: 0.0,
+            fmax: 8000.0,
+            amin: 1e-10,
+            top_db: Some(80.0),
+        }
+    }
+}
+
+impl FeatureConfig {
+    /// Checks the parameters are usable, naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, why: &str| {
+            Err(Error::InvalidArgument(format!("features.{field}: {why}")))
+        };
+        if self.kind != "log-mel" {
+            return bad("kind", "only \"log-mel\" is supported");
+        }
+        if self.sample_rate == 0 {
+            return bad("sample_rate", "must be positive");
+        }
+        if self.n_fft < 2 || self.n_fft % 2 != 0 {
+            return bad("n_fft", "must be an even number ≥ 2");
+        }
+        if self.hop_length == 0 {
+            return bad("hop_length", "must be positive");
+        }
+        if self.n_mels == 0 {
+            return bad("n_mels", "must be positive");
+        }
+        if !(self.fmin >= 0.0
+            && self.fmax > self.fmin
+            && self.fmax <= self.sample_rate as f64 / 2.0)
+        {
+            return bad("fmax", "need 0 ≤ fmin < fmax ≤ sample_rate / 2");
+        }
+        if self.amin.is_nan() || self.amin <= 0.0 {
+            return bad("amin", "must be positive");
+        }
+        if let Some(t) = self.top_db {
+            if t.is_nan() || t < 0.0 {
+                return bad("top_db", "must be non-negative");
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames produced for a window of `samples` samples (centred STFT).
+    pub fn frames_for(&self, samples: usize) -> usize {
+        1 + samples / self.hop_length
+    }
+}

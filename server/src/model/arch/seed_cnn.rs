@@ -1,0 +1,263 @@
+//! The original service's CNN, layer for layer, so its Keras weights load unchanged:
+//!
+//! ```text
+//! [B,128,469,1] ─ Conv2D 16 3×3 valid ReLU ─ Conv2D 16 3×3 valid ReLU ─ MaxPool 2×2
+//!              ─ Flatten (channels-last, Keras order) ─ Dense 32 ReLU ─ Dense 16 ReLU ─ Dense 1 sigmoid
+//! ```
+//!
+//! Parameters keep Keras layouts (conv kernels `[KH, KW, C, O]`, dense kernels `[in, out]`). On
+//! the CPU the convolutions run through this crate's channels-last kernels ([`crate::model::ops`]);
+//! on CUDA through candle's `conv2d`, after moving channels first.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor, D};
+
+use super::{take_params, Architecture, Classifier, ParamSpec};
+use crate::error::{Error, Result};
+use crate::model::ops::{conv2d_nhwc, max_pool2d_nhwc};
+
+/// Registry entry for the seed architecture.
+pub struct SeedCnn;
+
+const CONV_CH: usize = 16;
+const DENSE1: usize = 32;
+const DENSE2: usize = 16;
+
+/// Size of the flattened feature vector for an `n_mels × frames` input.
+pub fn flat_len(n_mels: usize, frames: usize) -> Option<usize> {
+    let (h, w) = (n_mels.checked_sub(4)?, frames.checked_sub(4)?);
+    let n = (h / 2) * (w / 2) * CONV_CH;
+    (n > 0).then_some(n)
+}
+
+impl Architecture for SeedCnn {
+    fn name(&self) -> &'static str {
+        "seed-cnn"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn description(&self) -> &'static str {
+        "original AuralGuard CNN: 2×Conv2D(16, 3×3) → MaxPool 2×2 → Dense 32 → 16 → 1 (sigmoid)"
+    }
+
+    fn params(&self, n_mels: usize, frames: usize) -> Result<Vec<ParamSpec>> {
+        let flat = flat_len(n_mels, frames).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "seed-cnn needs an input of at least 6×6, got {n_mels}×{frames}"
+            ))
+        })?;
+        let p = |name: &str, shape: &[usize]| ParamSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+        };
+        Ok(vec![
+            p("conv1.kernel", &[3, 3, 1, CONV_CH]),
+            p("conv1.bias", &[CONV_CH]),
+            p("conv2.kernel", &[3, 3, CONV_CH, CONV_CH]),
+            p("conv2.bias", &[CONV_CH]),
+            p("dense1.kernel", &[flat, DENSE1]),
+            p("dense1.bias", &[DENSE1]),
+            p("dense2.kernel", &[DENSE1, DENSE2]),
+            p("dense2.bias", &[DENSE2]),
+            p("dense3.kernel", &[DENSE2, 1]),
+            p("dense3.bias", &[1]),
+        ])
+    }
+
+    fn build(
+        &self,
+        weights: HashMap<String, Tensor>,
+        n_mels: usize,
+        frames: usize,
+        device: &Device,
+    ) -> Result<Box<dyn Classifier>> {
+        let specs = self.params(n_mels, frames)?;
+        let t = take_params(weights, &specs, Path::new("model.safetensors"))?;
+        let [c1k, c1b, c2k, c2b, d1k, d1b, d2k, d2b, d3k, d3b]: [Tensor; 10] = t
+            .try_into()
+            .map_err(|_| Error::InvalidArgument("seed-cnn: wrong parameter count".into()))?;
+        let parameter_count = specs
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum();
+        let conv = if device.is_cpu() {
+            ConvWeights::ChannelsLast {
+                k1: c1k,
+                b1: c1b,
+                k2: c2k,
+                b2: c2b,
+            }
+        } else {
+            // candle's conv2d wants OIHW kernels and NCHW input.
+            ConvWeights::ChannelsFirst {
+                k1: c1k.permute((3, 2, 0, 1))?.contiguous()?,
+                b1: c1b.reshape((1, CONV_CH, 1, 1))?,
+                k2: c2k.permute((3, 2, 0, 1))?.contiguous()?,
+                b2: c2b.reshape((1, CONV_CH, 1, 1))?,
+            }
+        };
+        Ok(Box::new(SeedCnnNet {
+            conv,
+            dense: [(d1k, d1b), (d2k, d2b), (d3k, d3b)],
+            n_mels,
+            frames,
+            parameter_count,
+        }))
+    }
+}
+
+enum ConvWeights {
+    ChannelsLast {
+        k1: Tensor,
+        b1: Tensor,
+        k2: Tensor,
+        b2: Tensor,
+    },
+    ChannelsFirst {
+        k1: Tensor,
+        b1: Tensor,
+        k2: Tensor,
+        b2: Tensor,
+    },
+}
+
+struct SeedCnnNet {
+    conv: ConvWeights,
+    dense: [(Tensor, Tensor); 3],
+    n_mels: usize,
+    frames: usize,
+    parameter_count: usize,
+}
+
+impl SeedCnnNet {
+    /// Convolutional trunk: `[B, H, W]` → pooled features flattened in Keras (channels-last) order.
+    fn trunk(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let pooled = match &self.conv {
+            ConvWeights::ChannelsLast { k1, b1, k2, b2 } => {
+                let x = x.unsqueeze(D::Minus1)?.contiguous()?;
+                let y = conv2d_nhwc(&x, k1, b1, true)?;
+                let y = conv2d_nhwc(&y, k2, b2, true)?;
+                max_pool2d_nhwc(&y, 2, 2)?
+            }
+            ConvWeights::ChannelsFirst { k1, b1, k2, b2 } => {
+                let x = x.unsqueeze(1)?;
+                let y = x.conv2d(k1, 0, 1, 1, 1)?.broadcast_add(b1)?.relu()?;
+                let y = y.conv2d(k2, 0, 1, 1, 1)?.broadcast_add(b2)?.relu()?;
+                y.max_pool2d(2)?.permute((0, 2, 3, 1))?.contiguous()?
+            }
+        };
+        Ok(pooled.reshape((b, ()))?)
+    }
+}
+
+impl Classifier for SeedCnnNet {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, h, w) = x.dims3()?;
+        if (h, w) != (self.n_mels, self.frames) {
+            return Err(Error::InvalidArgument(format!(
+                "seed-cnn expects inputs of {}×{}, got {h}×{w}",
+                self.n_mels, self.frames
+            )));
+        }
+        let mut y = self.trunk(x)?;
+        for (i, (k, b)) in self.dense.iter().enumerate() {
+            y = y.matmul(k)?.broadcast_add(b)?;
+            y = if i < 2 {
+                y.relu()?
+            } else {
+                candle_nn::ops::sigmoid(&y)?
+            };
+        }
+        Ok(y.squeeze(1)?)
+    }
+
+    fn parameter_count(&self) -> usize {
+        self.parameter_count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    fn random_weights(n_mels: usize, frames: usize) -> HashMap<String, Tensor> {
+        SeedCnn
+            .params(n_mels, frames)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let t = Tensor::randn(0f32, 0.1, s.shape.as_slice(), &Device::Cpu).unwrap();
+                (s.name, t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn seed_flat_length_matches_keras() {
+        assert_eq!(flat_len(128, 469), Some(230_144));
+        assert_eq!(flat_len(3, 469), None);
+    }
+
+    #[test]
+    fn cpu_kernels_equal_candle_reference_path() {
+        let (m, f) = (20, 37);
+        let w = random_weights(m, f);
+        let cpu = SeedCnn.build(w.clone(), m, f, &Device::Cpu).unwrap();
+        // Build the channels-first net by hand on the CPU to compare the two code paths.
+        let t = take_params(w, &SeedCnn.params(m, f).unwrap(), Path::new("w")).unwrap();
+        let reference = SeedCnnNet {
+            conv: ConvWeights::ChannelsFirst {
+                k1: t[0].permute((3, 2, 0, 1)).unwrap().contiguous().unwrap(),
+                b1: t[1].reshape((1, CONV_CH, 1, 1)).unwrap(),
+                k2: t[2].permute((3, 2, 0, 1)).unwrap().contiguous().unwrap(),
+                b2: t[3].reshape((1, CONV_CH, 1, 1)).unwrap(),
+            },
+            dense: [
+                (t[4].clone(), t[5].clone()),
+                (t[6].clone(), t[7].clone()),
+                (t[8].clone(), t[9].clone()),
+            ],
+            n_mels: m,
+            frames: f,
+            parameter_count: 0,
+        };
+        let x = Tensor::randn(0f32, 10.0, (3, m, f), &Device::Cpu).unwrap();
+        let a = cpu.forward(&x).unwrap().to_vec1::<f32>().unwrap();
+        let b = reference.forward(&x).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a.len(), 3);
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn wrong_input_size_is_an_error() {
+        let net = SeedCnn
+            .build(random_weights(10, 10), 10, 10, &Device::Cpu)
+            .unwrap();
+        let x = Tensor::zeros((1, 10, 11), DType::F32, &Device::Cpu).unwrap();
+        assert!(net.forward(&x).is_err());
+    }
+
+    #[test]
+    fn missing_and_misshapen_weights_are_named() {
+        let mut w = random_weights(10, 10);
+        w.remove("dense2.bias");
+        let e = SeedCnn.build(w, 10, 10, &Device::Cpu).err().unwrap();
+        assert!(e.to_string().contains("dense2.bias"), "{e}");
+        let mut w = random_weights(10, 10);
+        w.insert(
+            "conv1.bias".into(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        );
+        let e = SeedCnn.build(w, 10, 10, &Device::Cpu).err().unwrap();
+        assert!(e.to_string().contains("conv1.bias"), "{e}");
+    }
+}

@@ -1,0 +1,252 @@
+//! `auralguard.json`: everything needed to turn audio into the tensor a model expects and its
+//! output into a verdict.
+//!
+//! The manifest is strict on purpose (`deny_unknown_fields`, every field required unless it has a
+//! documented default): a package written by a newer AuralGuard with semantics this build does
+//! not know must be refused with a message naming the field, not half-understood.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::WindowConfig;
+use crate::error::{Error, Result};
+use crate::features::FeatureConfig;
+
+/// File name of the manifest inside a model package.
+pub const MANIFEST_FILE: &str = "auralguard.json";
+
+/// Manifest format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How per-window fake probabilities combine into the file's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// Mean of the windows (the original service's rule).
+    #[default]
+    Mean,
+    /// The most suspicious window decides (catches a short spliced fake in a long real call).
+    Max,
+}
+
+/// Which architecture the weights belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchitectureRef {
+    /// Registry name, e.g. `"seed-cnn"`.
+    pub name: String,
+    /// Revision of that architecture's definition.
+    pub version: u32,
+}
+
+/// Window geometry in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Window length (15 s for the seed model).
+    pub seconds: f64,
+    /// Distance between window starts.
+    pub hop_seconds: f64,
+    /// A trailing window with less real audio than this is dropped unless it is the only one.
+    pub min_final_seconds: f64,
+}
+
+impl Default for WindowSpec {
+    fn default() -> Self {
+        Self {
+            seconds: 15.0,
+            hop_seconds: 15.0,
+            min_final_seconds: 1.0,
+        }
+    }
+}
+
+impl WindowSpec {
+    /// Geometry in samples at `sample_rate`.
+    pub fn to_config(&self, sample_rate: u32) -> Result<WindowConfig> {
+        WindowConfig::from_seconds(
+            self.seconds,
+            self.hop_seconds,
+            self.min_final_seconds,
+            sample_rate,
+        )
+    }
+}
+
+/// The parsed `auralguard.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format; must equal [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Model name (shown in verdicts, metrics and the registry).
+    pub name: String,
+    /// Model version (registry version or a local tag).
+    pub version: String,
+    /// Architecture the weights are for.
+    pub architecture: ArchitectureRef,
+    /// Front-end parameters.
+    pub features: FeatureConfig,
+    /// Windowing of long audio.
+    pub window: WindowSpec,
+    /// Label names; the network's sigmoid output is the probability of `labels[1]`.
+    pub labels: [String; 2],
+    /// Probability of `labels[1]` at or above which a file gets that label.
+    pub threshold: f32,
+    /// How window probabilities combine.
+    pub aggregation: Aggregation,
+    /// Human description (model card summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Provenance: data hash, hyper-parameters, source file, tool versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub training: BTreeMap<String, serde_json::Value>,
+    /// Evaluation metrics recorded when the package was made.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::manifest(path, format!("{MANIFEST_FILE} not found"))
+            }
+            _ => Error::io(path, e),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates manifest text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let m: Manifest =
+            serde_json::from_str(text).map_err(|e| Error::manifest(path, e.to_string()))?;
+        m.validate(path)?;
+        Ok(m)
+    }
+
+    /// Checks cross-field rules serde cannot express, naming the field at fault.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(Error::manifest(
+                path,
+                format!(
+                    "format_version: {} is not supported by this build (expects {FORMAT_VERSION})",
+                    self.format_version
+                ),
+            ));
+        }
+        if self.name.trim().is_empty() {
+            return Err(Error::manifest(path, "name: must not be empty"));
+        }
+        if self.labels[0] == self.labels[1] || self.labels.iter().any(|l| l.is_empty()) {
+            return Err(Error::manifest(
+                path,
+                "labels: need two distinct, non-empty names",
+            ));
+        }
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            return Err(Error::manifest(path, "threshold: must be in (0, 1)"));
+        }
+        self.features
+            .validate()
+            .map_err(|e| Error::manifest(path, e.to_string().replace("invalid argument: ", "")))?;
+        self.window
+            .to_config(self.features.sample_rate)
+            .map_err(|e| Error::manifest(path, format!("window: {e}")))?;
+        Ok(())
+    }
+
+    /// Serialises to pretty JSON (the on-disk form).
+    pub fn to_json(&self) -> String {
+        // A manifest is plain data; serialisation cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The label a window or file gets for a probability of `labels[1]`.
+    pub fn label_for(&self, positive_probability: f32) -> &str {
+        if positive_probability >= self.threshold {
+            &self.labels[1]
+        } else {
+            &self.labels[0]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Manifest {
+        Manifest {
+            format_version: 1,
+            name: "m".into(),
+            version: "1".into(),
+            architecture: ArchitectureRef {
+                name: "seed-cnn".into(),
+                version: 1,
+            },
+            features: FeatureConfig::default(),
+            window: WindowSpec::default(),
+            labels: ["real".into(), "fake".into()],
+            threshold: 0.5,
+            aggregation: Aggregation::Mean,
+            description: None,
+            training: Default::default(),
+            metrics: Default::default(),
+        }
+    }
+
+    fn parse_err(v: serde_json::Value) -> String {
+        Manifest::parse(&v.to_string(), Path::new("x/auralguard.json"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = sample();
+        let back = Manifest::parse(&m.to_json(), Path::new("p")).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v.as_object_mut().unwrap().remove("threshold");
+        assert!(parse_err(v).contains("threshold"));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["features"]["preemphasis"] = serde_json::json!(0.97);
+        assert!(parse_err(v).contains("preemphasis"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["threshold"] = serde_json::json!(1.5);
+        assert!(parse_err(v).contains("threshold"));
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["features"]["fmax"] = serde_json::json!(9000.0);
+        assert!(parse_err(v).contains("fmax"));
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["format_version"] = serde_json::json!(7);
+        assert!(parse_err(v).contains("format_version"));
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["aggregation"] = serde_json::json!("median");
+        assert!(parse_err(v).contains("median"));
+    }
+
+    #[test]
+    fn labels_follow_threshold() {
+        let m = sample();
+        assert_eq!(m.label_for(0.5), "fake");
+        assert_eq!(m.label_for(0.49), "real");
+    }
+}

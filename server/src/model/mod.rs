@@ -1,0 +1,20 @@
+//! Models: packages on disk, architectures, CPU kernels, devices and Keras import.
+//!
+//! * [`manifest`] — `auralguard.json`, strict and validated.
+//! * [`package`] — load/save a package folder; [`package::LoadedModel`] is a ready network.
+//! * [`arch`] — architectures by name ([`arch::lookup`]), the [`arch::Classifier`] trait.
+//! * [`ops`] — channels-last CPU convolution and pooling as candle custom ops.
+//! * [`device`] — `cpu` / `cuda[:N]`.
+//! * [`keras`] + [`import`] — read the original service's `.h5`/`.keras` and write a package.
+
+pub mod arch;
+pub mod device;
+//TMP pub mod import;
+//TMP pub mod keras;
+pub mod manifest;
+pub mod ops;
+pub mod package;
+
+pub use device::DeviceSpec;
+pub use manifest::{Aggregation, Manifest};
+pub use package::{LoadedModel, ModelPackage};

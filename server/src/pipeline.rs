@@ -1,0 +1,350 @@
+//! The detector: audio sources in, verdicts out, with windows batched through the network.
+//!
+//! Windows from consecutive files share batches (a folder of 3-second clips still fills
+//! 32-window batches), log-mels of a batch are computed in parallel with per-thread scratch, and
+//! verdicts are emitted in input order as soon as a file's last window is scored. A file that
+//! fails mid-way gets an error result; its windows already queued are simply discarded.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use rayon::prelude::*;
+
+use crate::audio::{AudioSource, AudioWindows, MonoDecoder, WindowConfig};
+use crate::error::{Error, Result};
+use crate::features::LogMelExtractor;
+use crate::model::manifest::WindowSpec;
+use crate::model::{Aggregation, LoadedModel};
+use crate::verdict::{Verdict, WindowVerdict};
+
+/// Knobs that override the manifest for one run.
+#[derive(Debug, Clone, Default)]
+pub struct DetectorOptions {
+    /// Windows per network call (default 32).
+    pub batch_size: Option<usize>,
+    /// Window geometry instead of the manifest's.
+    pub window: Option<WindowSpec>,
+    /// Aggregation rule instead of the manifest's.
+    pub aggregation: Option<Aggregation>,
+    /// Decision threshold instead of the manifest's.
+    pub threshold: Option<f32>,
+    /// Refuse audio longer than this many seconds.
+    pub max_duration_seconds: Option<f64>,
+}
+
+/// Default windows per batch: fills the GEMMs well without large latency for single files.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// A loaded model plus its front-end, ready to judge audio.
+pub struct Detector {
+    model: LoadedModel,
+    extractor: LogMelExtractor,
+    window: WindowConfig,
+    aggregation: Aggregation,
+    threshold: f32,
+    batch_size: usize,
+    max_duration_seconds: Option<f64>,
+    input: (usize, usize),
+}
+
+/// One window waiting in a batch.
+struct Queued {
+    slot: usize,
+    start: u64,
+    real: usize,
+    samples: Vec<f32>,
+}
+
+/// Book-keeping for a file whose verdict is not out yet.
+struct InFlight {
+    name: String,
+    started: Instant,
+    windows: Vec<Option<(u64, usize, f32)>>,
+    total_windows: Option<usize>,
+    samples: u64,
+    error: Option<Error>,
+}
+
+impl Detector {
+    /// Wraps a loaded model, applying `opts` over its manifest.
+    pub fn new(model: LoadedModel, opts: &DetectorOptions) -> Result<Self> {
+        let m = &model.manifest;
+        let spec = opts.window.clone().unwrap_or_else(|| m.window.clone());
+        let window = spec.to_config(m.features.sample_rate)?;
+        let default_len = m.window.to_config(m.features.sample_rate)?.len;
+        if window.len != default_len {
+            return Err(Error::InvalidArgument(format!(
+                "window length {} s differs from the model's {} s: the network's input size is fixed \
+                 (change the hop or the minimum final window instead)",
+                spec.seconds, m.window.seconds
+            )));
+        }
+        let threshold = opts.threshold.unwrap_or(m.threshold);
+        if !(threshold > 0.0 && threshold < 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "threshold {threshold} must be in (0, 1)"
+            )));
+        }
+        let batch_size = opts.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        if batch_size == 0 {
+            return Err(Error::InvalidArgument(
+                "batch size must be at least 1".into(),
+            ));
+        }
+        if let Some(d) = opts.max_duration_seconds {
+            if d.is_nan() || d <= 0.0 {
+                return Err(Error::InvalidArgument(format!(
+                    "maximum duration {d} s must be positive"
+                )));
+            }
+        }
+        let extractor = LogMelExtractor::new(m.features.clone())?;
+        let input = extractor.output_shape(window.len);
+        Ok(Self {
+            aggregation: opts.aggregation.unwrap_or(m.aggregation),
+            model,
+            extractor,
+            window,
+            threshold,
+            batch_size,
+            max_duration_seconds: opts.max_duration_seconds,
+            input,
+        })
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> &LoadedModel {
+        &self.model
+    }
+
+    /// The log-mel front-end in use.
+    pub fn extractor(&self) -> &LogMelExtractor {
+        &self.extractor
+    }
+
+    /// The window geometry in use.
+    pub fn window_config(&self) -> WindowConfig {
+        self.window
+    }
+
+    /// Windows per network call.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Opens a source as a stream of model-rate windows with this detector's geometry and limits.
+    pub fn open_windows(&self, source: AudioSource) -> Result<AudioWindows> {
+        let decoder = MonoDecoder::from_source(source)?;
+        let w = AudioWindows::new(decoder, self.window, self.extractor.config().sample_rate)?;
+        Ok(match self.max_duration_seconds {
+            Some(s) => w.with_max_duration(s),
+            None => w,
+        })
+    }
+
+    /// Log-mel of every window of a source, plus the source's length in model-rate samples.
+    pub fn log_mels(&self, source: AudioSource) -> Result<(Vec<Vec<f32>>, u64)> {
+        let mut windows = self.open_windows(source)?;
+        let mut scratch = self.extractor.scratch();
+        let (m, t) = self.input;
+        let mut out = Vec::new();
+        while let Some(w) = windows.next_window()? {
+            let mut mel = vec![0.0; m * t];
+            self.extractor
+                .compute_into(&w.samples, &mut mel, &mut scratch)?;
+            out.push(mel);
+        }
+        Ok((out, windows.samples_seen()))
+    }
+
+    /// Runs the network on `n` log-mels laid end to end in `features`; returns P(positive) each.
+    pub fn score_log_mels(&self, features: &[f32], n: usize) -> Result<Vec<f32>> {
+        let (m, t) = self.input;
+        if features.len() != n * m * t {
+            return Err(Error::InvalidArgument(format!(
+                "expected {n}×{m}×{t} log-mel values, got {}",
+                features.len()
+            )));
+        }
+        let mut probs = Vec::with_capacity(n);
+        for chunk in features.chunks(self.batch_size * m * t) {
+            let b = chunk.len() / (m * t);
+            let x = Tensor::from_slice(chunk, (b, m, t), &self.model.device)?;
+            let p = self.model.classifier.forward(&x)?;
+            probs.extend(p.to_vec1::<f32>()?);
+        }
+        Ok(probs)
+    }
+
+    /// Judges one source.
+    pub fn predict(&self, source: AudioSource) -> Result<Verdict> {
+        let mut out = None;
+        self.predict_many(std::iter::once(source), |_, r| out = Some(r));
+        out.unwrap_or_else(|| Err(Error::InvalidArgument("no result produced".into())))
+    }
+
+    /// Judges many sources, sharing batches between them; `done(i, result)` is called once per
+    /// source, in input order.
+    pub fn predict_many<I, F>(&self, sources: I, mut done: F)
+    where
+        I: IntoIterator<Item = AudioSource>,
+        F: FnMut(usize, Result<Verdict>),
+    {
+        let mut files: VecDeque<InFlight> = VecDeque::new();
+        let mut first_slot = 0usize; // index of files[0]
+        let mut batch: Vec<Queued> = Vec::with_capacity(self.batch_size);
+        let mut feats = vec![0f32; self.batch_size * self.input.0 * self.input.1];
+
+        for (idx, source) in sources.into_iter().enumerate() {
+            let name = match &source {
+                AudioSource::File(p) => p.display().to_string(),
+                AudioSource::Bytes { name, .. } => name.clone(),
+            };
+            files.push_back(InFlight {
+                name,
+                started: Instant::now(),
+                windows: Vec::new(),
+                total_windows: None,
+                samples: 0,
+                error: None,
+            });
+            let slot = idx;
+            match self.open_windows(source) {
+                Err(e) => files.back_mut().map_or((), |f| f.error = Some(e)),
+                Ok(mut stream) => loop {
+                    match stream.next_window() {
+                        Ok(Some(w)) => {
+                            if let Some(f) = files.back_mut() {
+                                f.windows.push(None);
+                            }
+                            batch.push(Queued {
+                                slot,
+                                start: w.start,
+                                real: w.real_samples,
+                                samples: w.samples,
+                            });
+                            if batch.len() == self.batch_size {
+                                self.run_batch(&mut batch, &mut feats, &mut files, first_slot);
+                                self.emit_ready(&mut files, &mut first_slot, &mut done);
+                            }
+                        }
+                        Ok(None) => {
+                            if let Some(f) = files.back_mut() {
+                                f.total_windows = Some(f.windows.len());
+                                f.samples = stream.samples_seen();
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            if let Some(f) = files.back_mut() {
+                                f.error = Some(e);
+                            }
+                            break;
+                        }
+                    }
+                },
+            }
+            self.emit_ready(&mut files, &mut first_slot, &mut done);
+        }
+        if !batch.is_empty() {
+            self.run_batch(&mut batch, &mut feats, &mut files, first_slot);
+        }
+        self.emit_ready(&mut files, &mut first_slot, &mut done);
+    }
+
+    /// Features + network for the queued windows; results go into their files' slots.
+    fn run_batch(
+        &self,
+        batch: &mut Vec<Queued>,
+        feats: &mut [f32],
+        files: &mut VecDeque<InFlight>,
+        first_slot: usize,
+    ) {
+        let per = self.input.0 * self.input.1;
+        let n = batch.len();
+        let used = &mut feats[..n * per];
+        let extracted: Result<()> = used
+            .par_chunks_mut(per)
+            .zip(batch.par_iter())
+            .try_for_each_init(
+                || self.extractor.scratch(),
+                |scratch, (out, q)| self.extractor.compute_into(&q.samples, out, scratch),
+            );
+        let scored = extracted.and_then(|_| self.score_log_mels(used, n));
+        match scored {
+            Ok(probs) => {
+                for (q, p) in batch.iter().zip(probs) {
+                    if let Some(f) = files.get_mut(q.slot - first_slot) {
+                        if let Some(w) = f.windows.iter_mut().find(|w| w.is_none()) {
+                            *w = Some((q.start, q.real, p));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                // A failure of the network itself fails every file that had windows in the batch.
+                let msg = e.to_string();
+                for q in batch.iter() {
+                    if let Some(f) = files.get_mut(q.slot - first_slot) {
+                        if f.error.is_none() {
+                            f.error =
+                                Some(Error::InvalidArgument(format!("inference failed: {msg}")));
+                        }
+                    }
+                }
+            }
+        }
+        batch.clear();
+    }
+
+    /// Emits, in order, every leading file that is finished (all windows scored, or failed).
+    fn emit_ready<F: FnMut(usize, Result<Verdict>)>(
+        &self,
+        files: &mut VecDeque<InFlight>,
+        first_slot: &mut usize,
+        done: &mut F,
+    ) {
+        while let Some(f) = files.front() {
+            let complete = f.error.is_some()
+                || (f.total_windows.is_some() && f.windows.iter().all(|w| w.is_some()));
+            if !complete {
+                break;
+            }
+            let Some(f) = files.pop_front() else { break };
+            let result = match f.error {
+                Some(e) => Err(e),
+                None => Ok(self.verdict_for(f)),
+            };
+            done(*first_slot, result);
+            *first_slot += 1;
+        }
+    }
+
+    fn verdict_for(&self, f: InFlight) -> Verdict {
+        let rate = self.extractor.config().sample_rate as f64;
+        let windows = f
+            .windows
+            .into_iter()
+            .flatten()
+            .map(|(start, real, p)| WindowVerdict {
+                start: start as f64 / rate,
+                end: (start + real as u64) as f64 / rate,
+                fake_probability: p,
+            })
+            .collect();
+        let name = std::path::Path::new(&f.name)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or(f.name);
+        Verdict::from_windows(
+            name,
+            f.samples as f64 / rate,
+            windows,
+            &self.model.manifest,
+            self.aggregation,
+            self.threshold,
+            f.started.elapsed().as_secs_f64(),
+        )
+    }
+}

@@ -1,0 +1,118 @@
+//! What a judgement looks like: the verdict JSON shared by the CLI and the HTTP API.
+//!
+//! Field names are a superset of the original service's response (`prediction`, `probability`,
+//! `confidence`, `filename`, `processing_time_seconds`, `timestamp`), so its clients keep working.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Aggregation, Manifest};
+
+/// Score of one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowVerdict {
+    /// Window start in seconds from the beginning of the file.
+    pub start: f64,
+    /// Window end in seconds (clipped to the audio's end for the last window).
+    pub end: f64,
+    /// Probability that this window is synthetic.
+    pub fake_probability: f32,
+}
+
+/// Which model judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Model name from the manifest.
+    pub name: String,
+    /// Model version from the manifest.
+    pub version: String,
+}
+
+/// Judgement of one audio file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The label: the manifest's second label (e.g. "fake") when `fake_probability ≥ threshold`.
+    pub prediction: String,
+    /// Probability of the predicted label.
+    pub probability: f32,
+    /// `|2p − 1|`: 0 at the decision boundary, 1 when certain.
+    pub confidence: f32,
+    /// Aggregated probability that the audio is synthetic.
+    pub fake_probability: f32,
+    /// File name (or upload name).
+    pub filename: String,
+    /// Length of the audio in seconds.
+    pub duration_seconds: f64,
+    /// Per-window scores, in time order.
+    pub windows: Vec<WindowVerdict>,
+    /// Model that produced the verdict.
+    pub model: ModelInfo,
+    /// Wall time from the first byte decoded to the verdict.
+    pub processing_time_seconds: f64,
+    /// When the verdict was made (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// Request id (set by the HTTP server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Combines window probabilities with `rule`; `None` for an empty slice.
+pub fn aggregate(probs: &[f32], rule: Aggregation) -> Option<f32> {
+    if probs.is_empty() {
+        return None;
+    }
+    Some(match rule {
+        Aggregation::Mean => {
+            probs.iter().map(|&p| p as f64).sum::<f64>() as f32 / probs.len() as f32
+        }
+        Aggregation::Max => probs.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+    })
+}
+
+impl Verdict {
+    /// Builds a verdict from window scores, labelling with the manifest's labels and threshold.
+    pub fn from_windows(
+        filename: String,
+        duration_seconds: f64,
+        windows: Vec<WindowVerdict>,
+        manifest: &Manifest,
+        rule: Aggregation,
+        threshold: f32,
+        processing_time_seconds: f64,
+    ) -> Self {
+        let probs: Vec<f32> = windows.iter().map(|w| w.fake_probability).collect();
+        let p = aggregate(&probs, rule).unwrap_or(0.0);
+        let is_positive = p >= threshold;
+        let prediction = manifest.labels[usize::from(is_positive)].clone();
+        Self {
+            prediction,
+            probability: if is_positive { p } else { 1.0 - p },
+            confidence: (2.0 * p - 1.0).abs(),
+            fake_probability: p,
+            filename,
+            duration_seconds,
+            windows,
+            model: ModelInfo {
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+            },
+            processing_time_seconds,
+            timestamp: Some(
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
+            request_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregation_rules() {
+        assert_eq!(aggregate(&[0.2, 0.4], Aggregation::Mean), Some(0.3));
+        assert_eq!(aggregate(&[0.2, 0.9], Aggregation::Max), Some(0.9));
+        assert_eq!(aggregate(&[], Aggregation::Max), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests: fixture lookup and a minimal `.npy` reader.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Repository root (the workspace folder above `server/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("server/ has a parent")
+        .to_path_buf()
+}
+
+/// The checked-in parity fixtures (`testdata/parity`).
+pub fn parity_dir() -> PathBuf {
+    repo_root().join("testdata/parity")
+}
+
+/// The shared fixtures folder next to the repository, when this checkout has one.
+pub fn shared_parity_dir() -> Option<PathBuf> {
+    let p = repo_root().join("../shared/fixtures/parity");
+    p.is_dir().then_some(p)
+}
+
+/// Reads a little-endian float32 C-order `.npy` file: (shape, data).
+pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "{} is not .npy", path.display());
+    let major = bytes[6];
+    let (hlen, hstart) = if major == 1 {
+        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
+    } else {
+        (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        )
+    };
+    let header = std::str::from_utf8(&bytes[hstart..hstart + hlen]).expect("ascii header");
+    assert!(header.contains("'descr': '<f4'"), "not float32: {header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let shape_txt = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("shape");
+    let shape: Vec<usize> = shape_txt
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("dim"))
+        .collect();
+    let data: Vec<f32> = bytes[hstart + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    (shape, data)
+}
+
+/// The parity clips and their expected values.
+pub fn expected() -> serde_json::Value {
+    let text = std::fs::read_to_string(parity_dir().join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("json")
+}
