@@ -1,1 +1,22 @@
-fn main() {}
+//! `auralguard` — command-line front-end of the detector library.
+//!
+//! Each subcommand lives in its own module under `cli/`; this file only parses arguments, sets
+//! up logging and maps errors to exit codes (0 ok, 1 some input failed, 2 usage/setup error).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(args.verbose);
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -11,6 +11,7 @@
 
 pub mod decode;
 pub mod resample;
+pub mod wav;
 pub mod window;
 
 use std::path::Path;

@@ -135,7 +135,10 @@ fn seed_tensors(src: &Path, model: &KerasModel) -> Result<HashMap<String, Tensor
         }
         let Some(prefix) = prefix else {
             if !layer.weights.is_empty() {
-                return Err(fail(format!("layer '{}' should have no weights", layer.name)));
+                return Err(fail(format!(
+                    "layer '{}' should have no weights",
+                    layer.name
+                )));
             }
             continue;
         };
@@ -188,22 +191,30 @@ fn check_config(
         "Conv2D" => {
             if let Some(p) = field("padding").and_then(|v| v.as_str()) {
                 if p != "valid" {
-                    return Err(format!("layer '{layer}' uses padding '{p}', expected 'valid'"));
+                    return Err(format!(
+                        "layer '{layer}' uses padding '{p}', expected 'valid'"
+                    ));
                 }
             }
             if let Some(s) = pair("strides") {
                 if s != [1, 1] {
-                    return Err(format!("layer '{layer}' uses strides {s:?}, expected [1, 1]"));
+                    return Err(format!(
+                        "layer '{layer}' uses strides {s:?}, expected [1, 1]"
+                    ));
                 }
             }
             if let Some(d) = pair("dilation_rate") {
                 if d != [1, 1] {
-                    return Err(format!("layer '{layer}' uses dilation {d:?}, expected [1, 1]"));
+                    return Err(format!(
+                        "layer '{layer}' uses dilation {d:?}, expected [1, 1]"
+                    ));
                 }
             }
             if let Some(f) = field("data_format").and_then(|v| v.as_str()) {
                 if f != "channels_last" {
-                    return Err(format!("layer '{layer}' uses data_format '{f}', expected channels_last"));
+                    return Err(format!(
+                        "layer '{layer}' uses data_format '{f}', expected channels_last"
+                    ));
                 }
             }
         }
@@ -215,7 +226,9 @@ fn check_config(
             }
             if let Some(p) = field("padding").and_then(|v| v.as_str()) {
                 if p != "valid" {
-                    return Err(format!("layer '{layer}' uses padding '{p}', expected 'valid'"));
+                    return Err(format!(
+                        "layer '{layer}' uses padding '{p}', expected 'valid'"
+                    ));
                 }
             }
         }
@@ -243,10 +256,82 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn layer(name: &str, class: &str, shapes: &[&[usize]]) -> KerasLayer {
+        KerasLayer {
+            name: name.into(),
+            class_name: Some(class.into()),
+            config: None,
+            weights: shapes
+                .iter()
+                .zip(["kernel", "bias"])
+                .map(|(s, n)| super::super::keras::KerasTensor {
+                    name: n.into(),
+                    shape: s.to_vec(),
+                    data: vec![0.0; s.iter().product()],
+                })
+                .collect(),
+        }
+    }
+
+    fn model(layers: Vec<KerasLayer>) -> KerasModel {
+        KerasModel {
+            layers,
+            keras_version: None,
+            backend: None,
+            format: super::super::keras::KerasFormat::H5Keras3,
+        }
+    }
+
+    fn seed_layers() -> Vec<KerasLayer> {
+        vec![
+            layer("conv2d", "Conv2D", &[&[3, 3, 1, 16], &[16]]),
+            layer("conv2d_1", "Conv2D", &[&[3, 3, 16, 16], &[16]]),
+            layer("max_pooling2d", "MaxPooling2D", &[]),
+            layer("flatten", "Flatten", &[]),
+            layer("dense", "Dense", &[&[230_144, 32], &[32]]),
+            layer("dense_1", "Dense", &[&[32, 16], &[16]]),
+            layer("dense_2", "Dense", &[&[16, 1], &[1]]),
+        ]
+    }
+
+    #[test]
+    fn the_seed_stack_maps_to_named_tensors() {
+        let t = seed_tensors(Path::new("m.h5"), &model(seed_layers())).unwrap();
+        assert_eq!(t.len(), 10);
+        assert_eq!(t["dense1.kernel"].dims(), &[230_144, 32]);
+    }
+
+    #[test]
+    fn another_architecture_is_refused_naming_the_layer() {
+        let mut l = seed_layers();
+        l[1] = layer("lstm", "LSTM", &[&[3, 3, 16, 16], &[16]]);
+        let e = seed_tensors(Path::new("m.h5"), &model(l))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'lstm'") && e.contains("LSTM"), "{e}");
+        let mut l = seed_layers();
+        l[4] = layer("dense", "Dense", &[&[1000, 32], &[32]]);
+        let e = seed_tensors(Path::new("m.h5"), &model(l))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'dense'") && e.contains("230144"), "{e}");
+        let mut l = seed_layers();
+        l.pop();
+        let e = seed_tensors(Path::new("m.h5"), &model(l))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("found 6"), "{e}");
+    }
+
     #[test]
     fn config_checks_name_the_layer() {
-        let e = check_config("conv2d", "Conv2D", Some("relu"), &json!({"activation": "tanh"}))
-            .unwrap_err();
+        let e = check_config(
+            "conv2d",
+            "Conv2D",
+            Some("relu"),
+            &json!({"activation": "tanh"}),
+        )
+        .unwrap_err();
         assert!(e.contains("conv2d") && e.contains("tanh"));
         let e = check_config("c", "Conv2D", Some("relu"), &json!({"padding": "same"})).unwrap_err();
         assert!(e.contains("same"));

@@ -9,8 +9,8 @@
 
 pub mod arch;
 pub mod device;
-//TMP pub mod import;
-//TMP pub mod keras;
+pub mod import;
+pub mod keras;
 pub mod manifest;
 pub mod ops;
 pub mod package;

@@ -76,39 +76,62 @@ impl Architecture for SeedCnn {
         frames: usize,
         device: &Device,
     ) -> Result<Box<dyn Classifier>> {
-        let specs = self.params(n_mels, frames)?;
-        let t = take_params(weights, &specs, Path::new("model.safetensors"))?;
-        let [c1k, c1b, c2k, c2b, d1k, d1b, d2k, d2b, d3k, d3b]: [Tensor; 10] = t
-            .try_into()
-            .map_err(|_| Error::InvalidArgument("seed-cnn: wrong parameter count".into()))?;
-        let parameter_count = specs
-            .iter()
-            .map(|s| s.shape.iter().product::<usize>())
-            .sum();
-        let conv = if device.is_cpu() {
-            ConvWeights::ChannelsLast {
-                k1: c1k,
-                b1: c1b,
-                k2: c2k,
-                b2: c2b,
-            }
+        let path = if device.is_cpu() {
+            ConvPath::ChannelsLast
         } else {
-            // candle's conv2d wants OIHW kernels and NCHW input.
-            ConvWeights::ChannelsFirst {
-                k1: c1k.permute((3, 2, 0, 1))?.contiguous()?,
-                b1: c1b.reshape((1, CONV_CH, 1, 1))?,
-                k2: c2k.permute((3, 2, 0, 1))?.contiguous()?,
-                b2: c2b.reshape((1, CONV_CH, 1, 1))?,
-            }
+            ConvPath::CandleConv2d
         };
-        Ok(Box::new(SeedCnnNet {
-            conv,
-            dense: [(d1k, d1b), (d2k, d2b), (d3k, d3b)],
-            n_mels,
-            frames,
-            parameter_count,
-        }))
+        build_with(weights, n_mels, frames, path)
     }
+}
+
+/// Which convolution implementation a network uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvPath {
+    /// This crate's channels-last CPU kernels (CPU only).
+    ChannelsLast,
+    /// candle's `conv2d` in NCHW (any device; the CUDA path, and the CPU baseline in benchmarks).
+    CandleConv2d,
+}
+
+/// Builds the seed network with an explicit convolution path (benchmarks and equality tests).
+pub fn build_with(
+    weights: HashMap<String, Tensor>,
+    n_mels: usize,
+    frames: usize,
+    path: ConvPath,
+) -> Result<Box<dyn Classifier>> {
+    let specs = SeedCnn.params(n_mels, frames)?;
+    let t = take_params(weights, &specs, Path::new("model.safetensors"))?;
+    let [c1k, c1b, c2k, c2b, d1k, d1b, d2k, d2b, d3k, d3b]: [Tensor; 10] = t
+        .try_into()
+        .map_err(|_| Error::InvalidArgument("seed-cnn: wrong parameter count".into()))?;
+    let parameter_count = specs
+        .iter()
+        .map(|s| s.shape.iter().product::<usize>())
+        .sum();
+    let conv = match path {
+        ConvPath::ChannelsLast => ConvWeights::ChannelsLast {
+            k1: c1k,
+            b1: c1b,
+            k2: c2k,
+            b2: c2b,
+        },
+        // candle's conv2d wants OIHW kernels and NCHW input.
+        ConvPath::CandleConv2d => ConvWeights::ChannelsFirst {
+            k1: c1k.permute((3, 2, 0, 1))?.contiguous()?,
+            b1: c1b.reshape((1, CONV_CH, 1, 1))?,
+            k2: c2k.permute((3, 2, 0, 1))?.contiguous()?,
+            b2: c2b.reshape((1, CONV_CH, 1, 1))?,
+        },
+    };
+    Ok(Box::new(SeedCnnNet {
+        conv,
+        dense: [(d1k, d1b), (d2k, d2b), (d3k, d3b)],
+        n_mels,
+        frames,
+        parameter_count,
+    }))
 }
 
 enum ConvWeights {
@@ -210,24 +233,7 @@ mod tests {
         let (m, f) = (20, 37);
         let w = random_weights(m, f);
         let cpu = SeedCnn.build(w.clone(), m, f, &Device::Cpu).unwrap();
-        // Build the channels-first net by hand on the CPU to compare the two code paths.
-        let t = take_params(w, &SeedCnn.params(m, f).unwrap(), Path::new("w")).unwrap();
-        let reference = SeedCnnNet {
-            conv: ConvWeights::ChannelsFirst {
-                k1: t[0].permute((3, 2, 0, 1)).unwrap().contiguous().unwrap(),
-                b1: t[1].reshape((1, CONV_CH, 1, 1)).unwrap(),
-                k2: t[2].permute((3, 2, 0, 1)).unwrap().contiguous().unwrap(),
-                b2: t[3].reshape((1, CONV_CH, 1, 1)).unwrap(),
-            },
-            dense: [
-                (t[4].clone(), t[5].clone()),
-                (t[6].clone(), t[7].clone()),
-                (t[8].clone(), t[9].clone()),
-            ],
-            n_mels: m,
-            frames: f,
-            parameter_count: 0,
-        };
+        let reference = build_with(w, m, f, ConvPath::CandleConv2d).unwrap();
         let x = Tensor::randn(0f32, 10.0, (3, m, f), &Device::Cpu).unwrap();
         let a = cpu.forward(&x).unwrap().to_vec1::<f32>().unwrap();
         let b = reference.forward(&x).unwrap().to_vec1::<f32>().unwrap();

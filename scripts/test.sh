@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Quick start", and what .ci/run executes).
+#
+# Installs what the tests need when it is missing (Debian packages, a Python venv for the
+# service-backed tests), then runs formatting, lints and every test of the workspace with
+# AURALGUARD_NO_SKIP=1: a test that would skip because a service or fixture is unavailable fails
+# instead, so a green run means everything really ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# --- system packages ---------------------------------------------------------------------------
+need_apt=()
+dpkg -s libhdf5-dev >/dev/null 2>&1 || need_apt+=(libhdf5-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# --- service-backed test dependencies (Python venv at .venv) -------------------------------------
+for installer in scripts/install-*-test-deps.sh; do
+  [ -e "$installer" ] || continue
+  log "running $installer"
+  bash "$installer"
+done
+
+export AURALGUARD_NO_SKIP=1
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "cargo test (workspace)"
+cargo test --workspace --no-fail-fast
+
+log "quick start smoke test (release binary, bundled model and clip)"
+cargo build --release -p auralguard
+out=$("$root/target/release/auralguard" predict examples/audio/speech.wav --model models/seed-random)
+echo "$out" | head -5
+echo "$out" | grep -q '"prediction"'
+
+log "all tests passed"

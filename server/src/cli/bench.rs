@@ -1,0 +1,81 @@
+//! `auralguard bench`: prints per-stage timings with same-run baselines and peak memory.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use auralguard::bench::{run as run_bench, BenchOptions};
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Model package to benchmark.
+    #[arg(short, long, env = "AURALGUARD_MODEL")]
+    pub model: PathBuf,
+
+    /// 15 s windows of synthetic audio per measurement.
+    #[arg(long, default_value_t = 64)]
+    pub windows: usize,
+
+    /// Windows per network call in the batched measurements.
+    #[arg(long, default_value_t = auralguard::pipeline::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+
+    /// Windows pushed through the slow candle-conv2d baseline.
+    #[arg(long, default_value_t = 4)]
+    pub baseline_windows: usize,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.windows > 0, "--windows must be at least 1");
+    let scratch = std::env::temp_dir().join(format!("auralguard-bench-{}", std::process::id()));
+    let report = run_bench(
+        &BenchOptions {
+            model_dir: args.model,
+            windows: args.windows,
+            batch_size: args.batch_size,
+            baseline_windows: args.baseline_windows,
+            scratch_dir: scratch.clone(),
+        },
+        |stage| eprintln!("… {stage}"),
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "auralguard bench — {} threads, batch {}, 15 s windows",
+        report.threads, report.batch_size
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>8}  baseline",
+        "stage", "ms/window", "baseline", "ratio"
+    );
+    for t in &report.timings {
+        match (t.baseline_ms_per_window, t.speedup()) {
+            (Some(b), Some(r)) => println!(
+                "{:<34} {:>12.3} {:>12.3} {:>7.2}×  {}",
+                t.name,
+                t.ms_per_window,
+                b,
+                r,
+                t.baseline.as_deref().unwrap_or("")
+            ),
+            _ => println!("{:<34} {:>12.3}", t.name, t.ms_per_window),
+        }
+    }
+    println!(
+        "end to end (decode → verdict)       {:.1} windows/s over {} windows",
+        report.end_to_end_windows_per_second, report.windows
+    );
+    if let Some(rss) = report.peak_rss_mib {
+        println!("peak RSS                            {rss:.0} MiB");
+    }
+    Ok(ExitCode::SUCCESS)
+}
