@@ -240,6 +240,8 @@ impl Detector {
                             if let Some(f) = files.back_mut() {
                                 f.error = Some(e);
                             }
+                            // Its queued windows would only be scored for nothing.
+                            batch.retain(|q| q.slot != slot);
                             break;
                         }
                     }
@@ -275,7 +277,10 @@ impl Detector {
         match scored {
             Ok(probs) => {
                 for (q, p) in batch.iter().zip(probs) {
-                    if let Some(f) = files.get_mut(q.slot - first_slot) {
+                    let Some(i) = q.slot.checked_sub(first_slot) else {
+                        continue;
+                    };
+                    if let Some(f) = files.get_mut(i) {
                         if let Some(w) = f.windows.iter_mut().find(|w| w.is_none()) {
                             *w = Some((q.start, q.real, p));
                         }
@@ -286,7 +291,10 @@ impl Detector {
                 // A failure of the network itself fails every file that had windows in the batch.
                 let msg = e.to_string();
                 for q in batch.iter() {
-                    if let Some(f) = files.get_mut(q.slot - first_slot) {
+                    let Some(i) = q.slot.checked_sub(first_slot) else {
+                        continue;
+                    };
+                    if let Some(f) = files.get_mut(i) {
                         if f.error.is_none() {
                             f.error =
                                 Some(Error::InvalidArgument(format!("inference failed: {msg}")));

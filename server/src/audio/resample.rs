@@ -1,26 +1,24 @@
-//! Streaming sample-rate conversion to the model's rate with rubato's windowed-sinc resampler.
+//! Streaming sample-rate conversion to the model's rate with rubato's synchronous FFT resampler.
 //!
+//! Rates are fixed for a whole file, so the FFT resampler (an overlap-add filter with a
+//! Blackman-Harris anti-aliasing window) fits: it is as sharp as a long windowed sinc but ~10×
+//! cheaper per sample (see `auralguard bench`).
 //! Matches what `librosa.load(sr=16000)` yields closely enough for the model (see the parity
 //! tests): the resampler's start-up delay is trimmed and the output has exactly
 //! `ceil(n_in · to / from)` samples, the length librosa produces. When the rates already match the
 //! samples pass through untouched, which is what makes 16 kHz input bit-exact with librosa.
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{
-    Async, FixedAsync, Indexing, Resampler, SincInterpolationParameters, SincInterpolationType,
-    WindowFunction,
-};
+use rubato::{Fft, FixedSync, Indexing, Resampler, WindowFunction};
 
 use crate::error::{Error, Result};
 
 /// Input frames handed to rubato per call; large enough to amortise call overhead.
-const CHUNK_FRAMES: usize = 4096;
+const CHUNK_FRAMES: usize = 8192;
 
-/// Sinc quality: long enough for a steep anti-aliasing filter, which is what soxr "HQ" also has.
-const SINC_LEN: usize = 256;
-
-/// Relative cutoff (fraction of the lower Nyquist frequency), close to soxr HQ's passband edge.
-const CUTOFF: f32 = 0.94;
+/// Input frames per FFT sub-chunk: the filter's length, hence the steepness of its transition
+/// band (≈1024 keeps the top mel bands within the parity tolerances).
+const SUB_CHUNK_FRAMES: usize = 1024;
 
 /// Converts a mono stream from one rate to another, chunk by chunk.
 pub struct StreamResampler {
@@ -32,7 +30,7 @@ pub struct StreamResampler {
 }
 
 struct Inner {
-    resampler: Async<f32>,
+    resampler: Fft<f32>,
     pending: Vec<f32>,
     scratch: Vec<f32>,
     delay_left: usize,
@@ -52,17 +50,16 @@ impl StreamResampler {
         let inner = if from_hz == to_hz {
             None
         } else {
-            let params = SincInterpolationParameters {
-                sinc_len: SINC_LEN,
-                f_cutoff: Some(CUTOFF),
-                oversampling_factor: 256,
-                interpolation: SincInterpolationType::Cubic,
-                window: WindowFunction::BlackmanHarris2,
-            };
-            let ratio = to_hz as f64 / from_hz as f64;
-            let resampler =
-                Async::<f32>::new_sinc(ratio, 1.0, &params, CHUNK_FRAMES, 1, FixedAsync::Input)
-                    .map_err(|e| err(e.to_string()))?;
+            let resampler = Fft::<f32>::new_custom(
+                from_hz as usize,
+                to_hz as usize,
+                CHUNK_FRAMES,
+                CHUNK_FRAMES / SUB_CHUNK_FRAMES,
+                1,
+                WindowFunction::BlackmanHarris2,
+                FixedSync::Input,
+            )
+            .map_err(|e| err(e.to_string()))?;
             let delay_left = resampler.output_delay();
             let scratch = vec![0.0; resampler.output_frames_max()];
             Some(Inner {

@@ -112,15 +112,20 @@ impl LogMelExtractor {
         let hop = self.cfg.hop_length as isize;
         let len = signal.len() as isize;
         for t in 0..frames {
-            // Frame t covers padded[t·hop, t·hop + n_fft) with `pad` zeros on each side of the signal.
+            // Frame t covers padded[t·hop, t·hop + n_fft) with `pad` zeros on each side of the signal:
+            // zero the parts outside the signal, window the part inside (no per-sample branch).
             let begin = t as isize * hop - pad;
-            for (i, (dst, w)) in s.frame.iter_mut().zip(&self.window).enumerate() {
-                let j = begin + i as isize;
-                *dst = if (0..len).contains(&j) {
-                    signal[j as usize] * w
-                } else {
-                    0.0
-                };
+            let lo = (-begin).clamp(0, n_fft as isize) as usize;
+            let hi = (len - begin).clamp(lo as isize, n_fft as isize) as usize;
+            s.frame[..lo].fill(0.0);
+            s.frame[hi..].fill(0.0);
+            let src = &signal[(begin + lo as isize) as usize..(begin + hi as isize) as usize];
+            for ((dst, x), w) in s.frame[lo..hi]
+                .iter_mut()
+                .zip(src)
+                .zip(&self.window[lo..hi])
+            {
+                *dst = x * w;
             }
             self.fft
                 .process_with_scratch(&mut s.frame, &mut s.spectrum, &mut s.fft_scratch)
@@ -135,12 +140,15 @@ impl LogMelExtractor {
 }
 
 /// `librosa.power_to_db(S, ref=np.max, amin, top_db)` in place.
+///
+/// Uses `f32` logarithms (relative error ~1e-7, i.e. ~1e-6 dB), which is what librosa itself
+/// computes on `float32` spectrograms.
 pub fn power_to_db_in_place(s: &mut [f32], amin: f32, top_db: Option<f32>) {
     let reference = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let ref_db = 10.0 * (reference.max(amin) as f64).log10();
+    let ref_db = 10.0 * reference.max(amin).log10();
     let mut peak = f32::NEG_INFINITY;
     for v in s.iter_mut() {
-        *v = (10.0 * (v.max(amin) as f64).log10() - ref_db) as f32;
+        *v = 10.0 * v.max(amin).log10() - ref_db;
         peak = peak.max(*v);
     }
     if let Some(top) = top_db {
