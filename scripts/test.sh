@@ -37,9 +37,10 @@ cargo fmt --all -- --check
 
 log "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p auralguard --all-targets --features keras -- -D warnings
 
 log "cargo test (workspace)"
-cargo test --workspace --no-fail-fast
+cargo test --workspace --no-fail-fast --features auralguard/keras
 
 log "quick start smoke test (release binary, bundled model and clip)"
 cargo build --release -p auralguard

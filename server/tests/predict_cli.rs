@@ -227,6 +227,9 @@ fn inspect_reports_shape_and_parameters() {
 
 #[test]
 fn import_keras_writes_a_loadable_package_and_refuses_to_overwrite() {
+    if !common::keras_available() {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("pkg");
     let run = |extra: &[&str]| {

@@ -72,3 +72,12 @@ pub fn skip(reason: &str) {
     }
     eprintln!("SKIP: {reason}");
 }
+
+/// Whether this build can read Keras files; otherwise reports the skip (see [`skip`]).
+pub fn keras_available() -> bool {
+    if cfg!(feature = "keras") {
+        return true;
+    }
+    skip("built without the `keras` feature (needs libhdf5-dev): cargo test --features keras");
+    false
+}
