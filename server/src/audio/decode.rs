@@ -172,17 +172,7 @@ impl MonoDecoder {
                     self.ended = true;
                     return Ok(false);
                 }
-                // A stream cut short mid-packet: keep what was decoded, as librosa does.
-                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    self.ended = true;
-                    return Ok(false);
-                }
-                Err(e) => {
-                    return Err(Error::CorruptAudio {
-                        path: self.source.clone(),
-                        reason: e.to_string(),
-                    })
-                }
+                Err(e) => return self.end_or_corrupt(e),
             };
             if packet.track_id != self.track_id {
                 continue;
@@ -199,16 +189,7 @@ impl MonoDecoder {
                     }
                     continue;
                 }
-                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    self.ended = true;
-                    return Ok(false);
-                }
-                Err(e) => {
-                    return Err(Error::CorruptAudio {
-                        path: self.source.clone(),
-                        reason: e.to_string(),
-                    })
-                }
+                Err(e) => return self.end_or_corrupt(e),
             };
             let frames = buf.frames();
             if frames == 0 {
@@ -247,6 +228,23 @@ impl MonoDecoder {
             }
             self.samples_decoded += (out.len() - start) as u64;
             return Ok(true);
+        }
+    }
+}
+
+impl MonoDecoder {
+    /// A stream cut short mid-packet ends it (keeping what was decoded, as librosa does); any
+    /// other demuxer or decoder failure means the file is damaged.
+    fn end_or_corrupt(&mut self, e: SymError) -> Result<bool> {
+        match e {
+            SymError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.ended = true;
+                Ok(false)
+            }
+            e => Err(Error::CorruptAudio {
+                path: self.source.clone(),
+                reason: e.to_string(),
+            }),
         }
     }
 }

@@ -166,6 +166,13 @@ impl Manifest {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// Network input `(n_mels, frames)`: the log-mel shape of one window.
+    pub fn input_shape(&self) -> (usize, usize) {
+        let f = &self.features;
+        let window = (self.window.seconds * f.sample_rate as f64).round() as usize;
+        (f.n_mels, f.frames_for(window))
+    }
+
     /// The label a window or file gets for a probability of `labels[1]`.
     pub fn label_for(&self, positive_probability: f32) -> &str {
         if positive_probability >= self.threshold {
@@ -177,7 +184,7 @@ impl Manifest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Manifest {

@@ -88,9 +88,7 @@ impl ModelPackage {
 
     /// Model input `(n_mels, frames)` implied by the manifest.
     pub fn input_shape(&self) -> (usize, usize) {
-        let f = &self.manifest.features;
-        let win = (self.manifest.window.seconds * f.sample_rate as f64).round() as usize;
-        (f.n_mels, f.frames_for(win))
+        self.manifest.input_shape()
     }
 
     /// Reads the weights onto `device`, checks them and builds the network.
@@ -126,10 +124,7 @@ impl ModelPackage {
     ) -> Result<Self> {
         manifest.validate(&dir.join(MANIFEST_FILE))?;
         let arch = arch::lookup(&manifest.architecture.name)?;
-        let (n_mels, frames) = (manifest.features.n_mels, {
-            let win = (manifest.window.seconds * manifest.features.sample_rate as f64).round();
-            manifest.features.frames_for(win as usize)
-        });
+        let (n_mels, frames) = manifest.input_shape();
         arch::take_params(tensors.clone(), &arch.params(n_mels, frames)?, dir)?;
         let exists_non_empty = dir
             .read_dir()
@@ -174,49 +169,30 @@ impl ModelPackage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::arch::Architecture;
-    use crate::model::manifest::{Aggregation, ArchitectureRef, WindowSpec};
+    use crate::model::manifest::WindowSpec;
 
     fn small_manifest() -> Manifest {
-        let features = crate::features::FeatureConfig {
-            n_mels: 8,
-            fmax: 4000.0,
-            ..Default::default()
-        };
         Manifest {
-            format_version: 1,
             name: "tiny".into(),
             version: "3".into(),
-            architecture: ArchitectureRef {
-                name: "seed-cnn".into(),
-                version: 1,
+            features: crate::features::FeatureConfig {
+                n_mels: 8,
+                fmax: 4000.0,
+                ..Default::default()
             },
-            features,
             window: WindowSpec {
                 seconds: 0.5,
                 hop_seconds: 0.5,
                 min_final_seconds: 0.1,
             },
-            labels: ["real".into(), "fake".into()],
-            threshold: 0.5,
-            aggregation: Aggregation::Mean,
-            description: None,
-            training: Default::default(),
-            metrics: Default::default(),
+            ..crate::model::manifest::tests::sample()
         }
     }
 
     fn tensors(m: &Manifest) -> HashMap<String, Tensor> {
-        let frames = m.features.frames_for(8000);
-        crate::model::arch::seed_cnn::SeedCnn
-            .params(m.features.n_mels, frames)
-            .unwrap()
-            .into_iter()
-            .map(|s| {
-                let t = Tensor::randn(0f32, 0.1, s.shape.as_slice(), &Device::Cpu).unwrap();
-                (s.name, t)
-            })
-            .collect()
+        let (n_mels, frames) = m.input_shape();
+        let seed = crate::model::arch::seed_cnn::SeedCnn;
+        crate::model::arch::random_weights(&seed, n_mels, frames, 0.1, &Device::Cpu).unwrap()
     }
 
     #[test]

@@ -116,6 +116,26 @@ pub fn take_params(
     Ok(out)
 }
 
+/// Weights drawn from N(0, `std`²) for every parameter of `arch`: a network that runs, for tests,
+/// benchmarks and as a starting point before training.
+pub fn random_weights(
+    arch: &dyn Architecture,
+    n_mels: usize,
+    frames: usize,
+    std: f32,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    arch.params(n_mels, frames)?
+        .into_iter()
+        .map(|s| {
+            Ok((
+                s.name,
+                Tensor::randn(0f32, std, s.shape.as_slice(), device)?,
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,15 +211,7 @@ mod tests {
     use candle_core::DType;
 
     fn random_weights(n_mels: usize, frames: usize) -> HashMap<String, Tensor> {
-        SeedCnn
-            .params(n_mels, frames)
-            .unwrap()
-            .into_iter()
-            .map(|s| {
-                let t = Tensor::randn(0f32, 0.1, s.shape.as_slice(), &Device::Cpu).unwrap();
-                (s.name, t)
-            })
-            .collect()
+        super::super::random_weights(&SeedCnn, n_mels, frames, 0.1, &Device::Cpu).unwrap()
     }
 
     #[test]
