@@ -12,7 +12,9 @@
 //! * [`model`] — model packages (manifest + safetensors), architectures, Keras import, devices.
 //! * [`pipeline`] — the [`pipeline::Detector`] that ties them together with batching.
 //! * [`verdict`] — the result types every front-end (CLI, HTTP) serialises.
+//! * [`api`] — the HTTP server (`auralguard serve`).
 
+pub mod api;
 pub mod audio;
 pub mod bench;
 pub mod error;

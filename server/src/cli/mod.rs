@@ -4,6 +4,7 @@ mod bench;
 mod import;
 mod inspect;
 mod predict;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Judge audio files or folders offline and print verdicts (JSON or CSV).
     Predict(predict::PredictArgs),
+    /// Serve the HTTP API (POST /predict, /health, /ready, /metrics) on one port.
+    Serve(serve::ServeArgs),
     /// Convert the original service's Keras model (.h5 or .keras) into a model package.
     #[command(name = "import-keras")]
     ImportKeras(import::ImportArgs),
@@ -83,6 +86,7 @@ pub fn init_logging(verbose: u8) {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Predict(a) => predict::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::ImportKeras(a) => import::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),

@@ -1,0 +1,137 @@
+//! Prometheus metrics of the detector, in base units with `auralguard_` names.
+//!
+//! The operator's canary analysis reads `auralguard_http_requests_total{route,status}` and
+//! `auralguard_http_request_duration_seconds{route}`; keep those names and labels stable.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// All metrics, registered in their own registry (no global state).
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route template and status code.
+    pub requests: IntCounterVec,
+    /// Request latency by route template.
+    pub latency: HistogramVec,
+    /// Requests being judged right now.
+    pub in_flight: IntGauge,
+    /// Requests refused because every permit was taken.
+    pub overloaded: IntCounter,
+    /// Seconds of audio judged.
+    pub audio_seconds: prometheus::Counter,
+    /// Windows run through the network.
+    pub windows: IntCounter,
+    /// Verdicts by label.
+    pub verdicts: IntCounterVec,
+    /// Time spent in decode + features + network per request.
+    pub inference_seconds: Histogram,
+    /// Constant 1, labelled with the serving model (for dashboards and rollouts).
+    pub model_info: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let latency_buckets = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ];
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "auralguard_http_requests_total",
+                "HTTP requests by route and status.",
+            ),
+            &["route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "auralguard_http_request_duration_seconds",
+                "HTTP request latency by route.",
+            )
+            .buckets(latency_buckets.clone()),
+            &["route"],
+        )?;
+        let in_flight = IntGauge::new(
+            "auralguard_in_flight_requests",
+            "Prediction requests being judged now.",
+        )?;
+        let overloaded = IntCounter::new(
+            "auralguard_overloaded_requests_total",
+            "Requests refused with 503 because every permit was taken.",
+        )?;
+        let audio_seconds =
+            prometheus::Counter::new("auralguard_audio_seconds_total", "Seconds of audio judged.")?;
+        let windows = IntCounter::new(
+            "auralguard_inference_windows_total",
+            "Windows run through the network.",
+        )?;
+        let verdicts = IntCounterVec::new(
+            Opts::new("auralguard_verdicts_total", "Verdicts by predicted label."),
+            &["label"],
+        )?;
+        let inference_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "auralguard_inference_duration_seconds",
+                "Decode, features and network time per request.",
+            )
+            .buckets(latency_buckets),
+        )?;
+        let model_info = IntGaugeVec::new(
+            Opts::new(
+                "auralguard_model_info",
+                "The model being served (value is 1).",
+            ),
+            &["name", "version", "architecture"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(overloaded.clone()))?;
+        registry.register(Box::new(audio_seconds.clone()))?;
+        registry.register(Box::new(windows.clone()))?;
+        registry.register(Box::new(verdicts.clone()))?;
+        registry.register(Box::new(inference_seconds.clone()))?;
+        registry.register(Box::new(model_info.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            overloaded,
+            audio_seconds,
+            windows,
+            verdicts,
+            inference_seconds,
+            model_info,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding our own well-formed families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_contract_names() {
+        let m = Metrics::new().unwrap();
+        m.requests.with_label_values(&["/predict", "200"]).inc();
+        m.latency.with_label_values(&["/predict"]).observe(0.2);
+        let text = m.render();
+        assert!(
+            text.contains("auralguard_http_requests_total{route=\"/predict\",status=\"200\"} 1")
+        );
+        assert!(text.contains(
+            "auralguard_http_request_duration_seconds_bucket{route=\"/predict\",le=\"0.25\"} 1"
+        ));
+    }
+}

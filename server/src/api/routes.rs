@@ -1,0 +1,280 @@
+//! Request handlers and the router.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::audio::AudioSource;
+use crate::verdict::Verdict;
+
+/// Builds the router with every route, the body limit and the metrics middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.limits.max_upload_bytes;
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/predict", post(predict))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+/// Counts and times every request by route template and status.
+async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let t0 = Instant::now();
+    let resp = next.run(req).await;
+    let m = &state.metrics;
+    m.latency
+        .with_label_values(&[&route])
+        .observe(t0.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&route, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+/// Liveness plus what an operator wants to see at a glance.
+async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let m = &state.detector.model().manifest;
+    Json(json!({
+        "status": "healthy",
+        "model": {"name": m.name, "version": m.version, "architecture": m.architecture.name},
+        "device": state.device,
+        "ready": state.ready.load(Ordering::Acquire),
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "in_flight": state.limits.max_concurrent - state.permits.available_permits(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// 200 once the model is loaded and warm, 503 before.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the model is warming up",
+        )
+        .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Reads and drops up to `limit` bytes of a body.
+async fn drain(body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen > limit {
+                break;
+            }
+        }
+    }
+}
+
+/// Upload name used when the client sends none.
+const DEFAULT_NAME: &str = "upload";
+
+/// Reads the audio from a multipart form (field `audio`, as the original service) or a raw body.
+async fn read_audio(req: Request) -> Result<(String, Vec<u8>), ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let mut form = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| ApiError::bad_request("bad_multipart", e.body_text()))?;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| upload_error(e.status(), e.body_text()))?
+        {
+            if field.name() != Some("audio") {
+                continue;
+            }
+            let name = field.file_name().unwrap_or(DEFAULT_NAME).to_string();
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| upload_error(e.status(), e.body_text()))?;
+            return Ok((name, data.to_vec()));
+        }
+        return Err(ApiError::bad_request(
+            "missing_audio",
+            "the form has no 'audio' file field (curl -F audio=@clip.wav ...)",
+        ));
+    }
+    let known_raw = content_type.starts_with("audio/")
+        || content_type.starts_with("application/octet-stream")
+        || content_type.starts_with("video/mp4")
+        || content_type.starts_with("application/ogg");
+    if !known_raw {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "send multipart/form-data with an 'audio' field, or a raw body with an audio/* \
+                 Content-Type (got '{content_type}')"
+            ),
+        ));
+    }
+    let name = req
+        .uri()
+        .query()
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("filename=").map(str::to_string))
+        })
+        .unwrap_or_else(|| format!("{DEFAULT_NAME}.{}", extension_for(&content_type)));
+    let body = Bytes::from_request(req, &())
+        .await
+        .map_err(|e| upload_error(e.status(), e.body_text()))?;
+    Ok((name, body.to_vec()))
+}
+
+/// A file extension symphonia can use as a hint for a raw body's Content-Type.
+fn extension_for(content_type: &str) -> &'static str {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => "wav",
+        "audio/flac" | "audio/x-flac" => "flac",
+        "audio/mpeg" | "audio/mp3" => "mp3",
+        "audio/ogg" | "application/ogg" | "audio/vorbis" => "ogg",
+        "audio/mp4" | "audio/m4a" | "audio/x-m4a" | "audio/aac" | "video/mp4" => "m4a",
+        _ => "bin",
+    }
+}
+
+fn upload_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "payload_too_large", text)
+    } else {
+        ApiError::new(status, "bad_upload", text)
+    }
+}
+
+/// `POST /predict`: the verdict JSON.
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<Verdict>, ApiError> {
+    // Refuse a declared-too-large upload from its headers, before reading a byte of it.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let max = state.limits.max_upload_bytes;
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the upload is larger than the {max}-byte limit"),
+        ));
+    }
+    let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+        state.metrics.overloaded.inc();
+        // Discard the (size-limited) upload without storing it, so the client reads a clean 503
+        // instead of a connection closed under its upload.
+        drain(req.into_body(), max).await;
+        return Err(ApiError::overloaded(state.limits.max_concurrent));
+    };
+    let (name, data) = read_audio(req).await?;
+    if data.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_audio",
+            format!("{name}: the upload is empty"),
+        ));
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let detector = state.detector.clone();
+    let metrics = &state.metrics;
+    metrics.in_flight.inc();
+    let t0 = Instant::now();
+    let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        detector.predict(AudioSource::Bytes { name, data })
+    });
+    let outcome = tokio::time::timeout(state.limits.request_timeout, job).await;
+    metrics.in_flight.dec();
+    let verdict = match outcome {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "judging took longer than {} s",
+                    state.limits.request_timeout.as_secs_f64()
+                ),
+            ))
+        }
+        Ok(Err(join)) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("inference task failed: {join}"),
+            ))
+        }
+        Ok(Ok(result)) => result?,
+    };
+    metrics
+        .inference_seconds
+        .observe(t0.elapsed().as_secs_f64());
+    metrics.audio_seconds.inc_by(verdict.duration_seconds);
+    metrics.windows.inc_by(verdict.windows.len() as u64);
+    metrics
+        .verdicts
+        .with_label_values(&[&verdict.prediction])
+        .inc();
+    let mut verdict = verdict;
+    verdict.request_id = Some(request_id);
+    Ok(Json(verdict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_content_types_get_decoder_hints() {
+        assert_eq!(extension_for("audio/wav"), "wav");
+        assert_eq!(extension_for("audio/mpeg; charset=x"), "mp3");
+        assert_eq!(extension_for("audio/x-m4a"), "m4a");
+        assert_eq!(extension_for("audio/unknown"), "bin");
+    }
+}

@@ -1,0 +1,256 @@
+//! The real `auralguard serve` binary on a free loopback port, exercised route by route.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{multipart, Client};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_auralguard"))
+            .current_dir(common::repo_root())
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
+            .arg(common::repo_root().join("models/seed-random"))
+            .args(extra)
+            .env_remove("AURALGUARD_MODEL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start auralguard serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        let server = Self { child, base };
+        server.wait_ready();
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let c = Client::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = c.get(self.url("/ready")).send() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server never became ready");
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clip(name: &str) -> Vec<u8> {
+    std::fs::read(common::parity_dir().join(name)).expect("fixture")
+}
+
+fn form(name: &str, bytes: Vec<u8>) -> multipart::Form {
+    multipart::Form::new().part(
+        "audio",
+        multipart::Part::bytes(bytes).file_name(name.to_string()),
+    )
+}
+
+#[test]
+fn routes_behave_like_the_original_service_and_more() {
+    let s = Server::start(&[]);
+    let c = Client::new();
+
+    let h: serde_json::Value = c.get(s.url("/health")).send().unwrap().json().unwrap();
+    assert_eq!(h["status"], "healthy");
+    assert_eq!(h["model"]["name"], "seed-random");
+    assert_eq!(h["ready"], true);
+
+    // The original request: curl -F audio=@clip.wav http://HOST/predict
+    let r = c
+        .post(s.url("/predict"))
+        .multipart(form("long_16k_pcm16.wav", clip("long_16k_pcm16.wav")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["filename"], "long_16k_pcm16.wav");
+    assert!((v["fake_probability"].as_f64().unwrap() - 0.4214043).abs() < 1e-3);
+    assert_eq!(v["windows"].as_array().unwrap().len(), 3);
+    assert_eq!(v["request_id"].as_str().unwrap().len(), 36);
+    for key in [
+        "prediction",
+        "probability",
+        "confidence",
+        "processing_time_seconds",
+        "timestamp",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+
+    // A raw body with an audio Content-Type.
+    let r = c
+        .post(s.url("/predict?filename=speech.mp3"))
+        .header("content-type", "audio/mpeg")
+        .body(clip("speech_44k1.mp3"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["filename"], "speech.mp3");
+
+    // Not audio → 415; damaged → 422; no field → 400; wrong content type → 415.
+    let err = |r: reqwest::blocking::Response| -> (u16, String) {
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().unwrap();
+        (status, v["error"]["code"].as_str().unwrap().to_string())
+    };
+    let text = b"just some text pretending to be audio".to_vec();
+    let r = c
+        .post(s.url("/predict"))
+        .multipart(form("x.wav", text))
+        .send()
+        .unwrap();
+    assert_eq!(err(r), (415, "unsupported_format".into()));
+    let truncated = clip("speech_16k_pcm16.wav")[..30].to_vec();
+    let r = c
+        .post(s.url("/predict"))
+        .multipart(form("t.wav", truncated))
+        .send()
+        .unwrap();
+    assert_eq!(err(r), (422, "corrupt_audio".into()));
+    let r = c
+        .post(s.url("/predict"))
+        .multipart(multipart::Form::new().text("note", "no audio here"))
+        .send()
+        .unwrap();
+    assert_eq!(err(r), (400, "missing_audio".into()));
+    let r = c
+        .post(s.url("/predict"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(err(r), (415, "unsupported_media_type".into()));
+
+    // Metrics in Prometheus text format, with the names the operator relies on.
+    let m = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(
+        m.contains("auralguard_http_requests_total{route=\"/predict\",status=\"200\"} 2"),
+        "{m}"
+    );
+    assert!(m.contains("auralguard_http_request_duration_seconds_bucket{route=\"/predict\""));
+    assert!(m.contains(
+        "auralguard_model_info{architecture=\"seed-cnn\",name=\"seed-random\",version=\"1\"} 1"
+    ));
+    assert!(m.contains("auralguard_verdicts_total{label=\"real\"} 2"));
+
+    assert!(s.terminate().success(), "SIGTERM should exit 0");
+}
+
+#[test]
+fn limits_turn_into_413_422_and_503() {
+    let s = Server::start(&[
+        "--max-upload-mb",
+        "2",
+        "--max-audio-seconds",
+        "20",
+        "--max-concurrent",
+        "1",
+    ]);
+    let c = Client::new();
+    // An upload declared larger than the limit is refused from its headers, before the body is
+    // read (an HTTP client still sending would see the connection close, so talk TCP directly).
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /predict HTTP/1.1\r\nHost: {addr}\r\nContent-Type: audio/wav\r\n\
+         Content-Length: {}\r\n\r\n",
+        3 * 1024 * 1024
+    );
+    std::io::Write::write_all(&mut tcp, head.as_bytes()).unwrap();
+    let mut status_line = String::new();
+    BufReader::new(&tcp).read_line(&mut status_line).unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    let r = c
+        .post(s.url("/predict"))
+        .multipart(form("long.wav", clip("long_16k_pcm16.wav")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "audio_too_long");
+
+    // With one permit, concurrent requests beyond it get 503 + Retry-After, and none is lost:
+    // every request gets either a verdict or a 503.
+    let body = clip("long_16k_pcm16.wav")[..600_000].to_vec();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, body, start) = (s.url("/predict"), body.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let r = Client::new()
+                    .post(url)
+                    .multipart(form("s.wav", body))
+                    .send()
+                    .unwrap();
+                (
+                    r.status().as_u16(),
+                    r.headers().get("retry-after").is_some(),
+                )
+            })
+        })
+        .collect();
+    let results: Vec<(u16, bool)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        results.iter().all(|(st, _)| *st == 200 || *st == 503),
+        "{results:?}"
+    );
+    assert!(results.iter().any(|(st, _)| *st == 200), "{results:?}");
+    assert!(results.iter().any(|(st, _)| *st == 503), "{results:?}");
+    assert!(results
+        .iter()
+        .filter(|(st, _)| *st == 503)
+        .all(|(_, ra)| *ra));
+}
