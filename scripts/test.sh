@@ -15,6 +15,7 @@ log() { printf '\n=== %s\n' "$*"; }
 need_apt=()
 dpkg -s libhdf5-dev >/dev/null 2>&1 || need_apt+=(libhdf5-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)   # promtool lints /metrics
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

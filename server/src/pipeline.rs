@@ -177,6 +177,55 @@ impl Detector {
         Ok(probs)
     }
 
+    /// Judges a mono waveform already at the model's sample rate (the OIP v2 `waveform` input).
+    pub fn predict_waveform(&self, name: &str, samples: &[f32]) -> Result<Verdict> {
+        let started = Instant::now();
+        if samples.is_empty() {
+            return Err(Error::EmptyAudio { path: name.into() });
+        }
+        if let Some(pos) = samples.iter().position(|s| !s.is_finite()) {
+            return Err(Error::NonFiniteSamples {
+                path: name.into(),
+                first_at: pos as u64,
+            });
+        }
+        let rate = self.extractor.config().sample_rate as f64;
+        if let Some(max) = self.max_duration_seconds {
+            if samples.len() as f64 > max * rate {
+                return Err(Error::TooLong {
+                    path: name.into(),
+                    max_seconds: max,
+                });
+            }
+        }
+        let mut windower = crate::audio::Windower::new(self.window)?;
+        windower.push(samples);
+        windower.finish();
+        let windows: Vec<_> = std::iter::from_fn(|| windower.pop()).collect();
+        let per = self.input.0 * self.input.1;
+        let mut feats = vec![0f32; windows.len() * per];
+        feats
+            .par_chunks_mut(per)
+            .zip(windows.par_iter())
+            .try_for_each_init(
+                || self.extractor.scratch(),
+                |scratch, (out, w)| self.extractor.compute_into(&w.samples, out, scratch),
+            )?;
+        let probs = self.score_log_mels(&feats, windows.len())?;
+        Ok(self.verdict_for(InFlight {
+            name: name.to_string(),
+            started,
+            windows: windows
+                .iter()
+                .zip(probs)
+                .map(|(w, p)| Some((w.start, w.real_samples, p)))
+                .collect(),
+            total_windows: Some(windows.len()),
+            samples: samples.len() as u64,
+            error: None,
+        }))
+    }
+
     /// Judges one source.
     pub fn predict(&self, source: AudioSource) -> Result<Verdict> {
         let mut out = None;

@@ -84,6 +84,34 @@ impl Drop for Server {
     }
 }
 
+/// Lints a scrape with Prometheus's own `promtool check metrics` (Debian package `prometheus`).
+fn promtool_check(scrape: &str) {
+    use std::io::Write;
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        common::skip("promtool is not installed (Debian package `prometheus`)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("write scrape");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn clip(name: &str) -> Vec<u8> {
     std::fs::read(common::parity_dir().join(name)).expect("fixture")
 }
@@ -183,6 +211,7 @@ fn routes_behave_like_the_original_service_and_more() {
         "auralguard_model_info{architecture=\"seed-cnn\",name=\"seed-random\",version=\"1\"} 1"
     ));
     assert!(m.contains("auralguard_verdicts_total{label=\"real\"} 2"));
+    promtool_check(&m);
 
     assert!(s.terminate().success(), "SIGTERM should exit 0");
 }
@@ -253,4 +282,67 @@ fn limits_turn_into_413_422_and_503() {
         .iter()
         .filter(|(st, _)| *st == 503)
         .all(|(_, ra)| *ra));
+}
+
+#[test]
+fn open_inference_protocol_v2_routes_work_for_kserve_clients() {
+    let s = Server::start(&[]);
+    let c = Client::new();
+    let get = |p: &str| c.get(s.url(p)).send().unwrap();
+    let meta: serde_json::Value = get("/v2").json().unwrap();
+    assert_eq!(meta["name"], "auralguard");
+    assert_eq!(get("/v2/health/live").status(), 200);
+    assert_eq!(get("/v2/health/ready").status(), 200);
+    assert_eq!(get("/v2/models/seed-random/ready").status(), 200);
+    assert_eq!(get("/v2/models/other").status(), 404);
+    let m: serde_json::Value = get("/v2/models/seed-random").json().unwrap();
+    assert_eq!(m["inputs"][1]["shape"], serde_json::json!([-1, 128, 469]));
+
+    let infer = |body: serde_json::Value| {
+        c.post(s.url("/v2/models/seed-random/infer"))
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    // Log-mel input: librosa's reference features → Keras's probability.
+    let (_, mel) = common::read_npy_f32(&common::parity_dir().join("speech_16k_pcm16.wav.mel.npy"));
+    let r = infer(serde_json::json!({"id": "q1", "inputs": [
+        {"name": "log_mel", "shape": [1, 128, 469], "datatype": "FP32", "data": mel}
+    ]}));
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["id"], "q1");
+    assert_eq!(v["model_name"], "seed-random");
+    let p = v["outputs"][0]["data"][0].as_f64().unwrap();
+    assert!((p - 0.4089566).abs() < 1e-4, "{p}");
+
+    // Waveform input: 16 kHz mono samples, windowed by the server.
+    let mut dec =
+        auralguard::audio::MonoDecoder::open(&common::parity_dir().join("speech_16k_pcm16.wav"))
+            .unwrap();
+    let mut samples = Vec::new();
+    while dec.next_chunk(&mut samples).unwrap() {}
+    let n = samples.len();
+    let r = infer(serde_json::json!({"inputs": [
+        {"name": "waveform", "shape": [1, n], "datatype": "FP32", "data": samples}
+    ]}));
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    let p = v["outputs"][0]["data"][0].as_f64().unwrap();
+    assert!((p - 0.4089566).abs() < 1e-3, "{p}");
+    assert_eq!(v["outputs"][1]["shape"], serde_json::json!([1]));
+
+    // Bad requests are 400 with a message, never a panic.
+    for bad in [
+        serde_json::json!({"inputs": [{"name": "log_mel", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]}),
+        serde_json::json!({"inputs": [{"name": "waveform", "shape": [1, 3], "datatype": "INT16", "data": [1, 2, 3]}]}),
+        serde_json::json!({"inputs": [{"name": "waveform", "shape": [1, 4], "datatype": "FP32", "data": [1.0]}]}),
+        serde_json::json!({"inputs": []}),
+        serde_json::json!({"nothing": true}),
+    ] {
+        let r = infer(bad.clone());
+        assert_eq!(r.status(), 400, "{bad}");
+        let e: serde_json::Value = r.json().unwrap();
+        assert!(e["error"]["message"].as_str().is_some(), "{bad}");
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod metrics;
+pub mod oip;
 pub mod routes;
 pub mod serve;
 

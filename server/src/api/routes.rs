@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::oip;
 use super::AppState;
 use crate::audio::AudioSource;
 use crate::verdict::Verdict;
@@ -26,6 +27,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/predict", post(predict))
+        .route("/v2", get(oip::server_metadata))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/models/{name}", get(oip::model_metadata))
+        .route("/v2/models/{name}/ready", get(oip::model_ready))
+        .route("/v2/models/{name}/infer", post(oip::infer))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
