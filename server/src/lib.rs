@@ -21,6 +21,7 @@ pub mod error;
 pub mod features;
 pub mod model;
 pub mod pipeline;
+pub mod store;
 pub mod verdict;
 
 pub use error::{Error, Result};

@@ -11,14 +11,18 @@ use reqwest::blocking::{multipart, Client};
 struct Server {
     child: Child,
     base: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_auralguard"))
             .current_dir(common::repo_root())
             .args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
             .arg(common::repo_root().join("models/seed-random"))
+            .arg("--store-path")
+            .arg(dir.path().join("predictions.db"))
             .args(extra)
             .env_remove("AURALGUARD_MODEL")
             .stdout(Stdio::piped())
@@ -33,7 +37,11 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_string();
-        let server = Self { child, base };
+        let server = Self {
+            child,
+            base,
+            _dir: dir,
+        };
         server.wait_ready();
         server
     }
@@ -212,6 +220,44 @@ fn routes_behave_like_the_original_service_and_more() {
     ));
     assert!(m.contains("auralguard_verdicts_total{label=\"real\"} 2"));
     promtool_check(&m);
+
+    // The prediction log: both verdicts are there, newest first, with the upload's hash.
+    let st: serde_json::Value = c.get(s.url("/statistics")).send().unwrap().json().unwrap();
+    assert_eq!(st["total_predictions"], 2);
+    assert_eq!(st["real_count"], 2);
+    assert_eq!(st["by_model_version"]["seed-random@1"], 2);
+    let recent: serde_json::Value = c
+        .get(s.url("/predictions?limit=1"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(recent["count"], 1);
+    let newest = &recent["predictions"][0];
+    assert_eq!(newest["filename"], "speech.mp3");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(clip("speech_44k1.mp3")))
+    };
+    assert_eq!(newest["sha256"], sha);
+    assert!(newest["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let all: serde_json::Value = c
+        .get(s.url("/predictions?prediction=real&since=2000-01-01T00:00:00Z"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(all["count"], 2);
+    for bad in [
+        "limit=0",
+        "limit=5000",
+        "prediction=maybe",
+        "since=yesterday",
+        "limit=x",
+    ] {
+        let r = c.get(s.url(&format!("/predictions?{bad}"))).send().unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
 
     assert!(s.terminate().success(), "SIGTERM should exit 0");
 }

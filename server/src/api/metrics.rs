@@ -29,6 +29,8 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     /// Constant 1, labelled with the serving model (for dashboards and rollouts).
     pub model_info: IntGaugeVec,
+    /// Prediction-log writes that failed (the prediction itself still succeeded).
+    pub store_write_failures: IntCounter,
 }
 
 impl Metrics {
@@ -85,6 +87,11 @@ impl Metrics {
             ),
             &["name", "version", "architecture"],
         )?;
+        let store_write_failures = IntCounter::new(
+            "auralguard_store_write_failures_total",
+            "Prediction-log writes that failed.",
+        )?;
+        registry.register(Box::new(store_write_failures.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -105,6 +112,7 @@ impl Metrics {
             verdicts,
             inference_seconds,
             model_info,
+            store_write_failures,
         })
     }
 

@@ -53,4 +53,6 @@ pub struct AppState {
     pub started: Instant,
     /// Device the model runs on, for `/health`.
     pub device: String,
+    /// The prediction log, when enabled.
+    pub store: Option<Arc<dyn crate::store::PredictionStore>>,
 }

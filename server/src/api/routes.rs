@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Request, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State,
+};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +29,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/predict", post(predict))
+        .route("/statistics", get(statistics))
+        .route("/predictions", get(predictions))
         .route("/v2", get(oip::server_metadata))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
@@ -67,6 +71,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "ready": state.ready.load(Ordering::Acquire),
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "in_flight": state.limits.max_concurrent - state.permits.available_permits(),
+        "store": state.store.as_ref().map_or("disabled", |s| s.backend()),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -197,6 +202,7 @@ fn upload_error(status: StatusCode, text: String) -> ApiError {
 /// `POST /predict`: the verdict JSON.
 async fn predict(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
     req: Request,
 ) -> Result<Json<Verdict>, ApiError> {
     // Refuse a declared-too-large upload from its headers, before reading a byte of it.
@@ -235,7 +241,10 @@ async fn predict(
     let t0 = Instant::now();
     let job = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        detector.predict(AudioSource::Bytes { name, data })
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+        detector
+            .predict(AudioSource::Bytes { name, data })
+            .map(|v| (v, sha256))
     });
     let outcome = tokio::time::timeout(state.limits.request_timeout, job).await;
     metrics.in_flight.dec();
@@ -259,6 +268,7 @@ async fn predict(
         }
         Ok(Ok(result)) => result?,
     };
+    let (verdict, sha256) = verdict;
     metrics
         .inference_seconds
         .observe(t0.elapsed().as_secs_f64());
@@ -270,7 +280,135 @@ async fn predict(
         .inc();
     let mut verdict = verdict;
     verdict.request_id = Some(request_id);
+    if let Some(store) = state.store.clone() {
+        log_prediction(&state, store, &verdict, sha256, client.to_string()).await;
+    }
     Ok(Json(verdict))
+}
+
+/// Writes the prediction's record; a failure is logged and counted, never fails the request.
+async fn log_prediction(
+    state: &AppState,
+    store: Arc<dyn crate::store::PredictionStore>,
+    v: &Verdict,
+    sha256: String,
+    client: String,
+) {
+    let record = crate::store::PredictionRecord {
+        request_id: v.request_id.clone().unwrap_or_default(),
+        filename: v.filename.clone(),
+        sha256,
+        prediction: v.prediction.clone(),
+        probability: v.probability,
+        confidence: v.confidence,
+        fake_probability: v.fake_probability,
+        windows: v.windows.clone(),
+        model_name: v.model.name.clone(),
+        model_version: v.model.version.clone(),
+        duration_seconds: v.duration_seconds,
+        processing_time_seconds: v.processing_time_seconds,
+        client: Some(client),
+        timestamp: v.timestamp.clone().unwrap_or_default(),
+    };
+    let written = tokio::task::spawn_blocking(move || store.insert(&record)).await;
+    let failure = match written {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(e) = failure {
+        state.metrics.store_write_failures.inc();
+        tracing::error!(error = %e, request_id = ?v.request_id, "prediction log write failed");
+    }
+}
+
+fn store_of(state: &AppState) -> Result<Arc<dyn crate::store::PredictionStore>, ApiError> {
+    state.store.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "store_disabled",
+            "the prediction log is disabled on this server (--no-store)",
+        )
+    })
+}
+
+fn store_failure(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        e.to_string(),
+    )
+}
+
+/// `GET /statistics`: aggregates of the prediction log.
+async fn statistics(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<crate::store::Statistics>, ApiError> {
+    let store = store_of(&state)?;
+    let stats = tokio::task::spawn_blocking(move || store.statistics())
+        .await
+        .map_err(store_failure)?
+        .map_err(store_failure)?;
+    Ok(Json(stats))
+}
+
+/// Query of `GET /predictions`.
+#[derive(Debug, serde::Deserialize)]
+struct PredictionsQuery {
+    limit: Option<usize>,
+    since: Option<String>,
+    prediction: Option<String>,
+}
+
+/// Largest `limit` accepted by `GET /predictions`.
+const MAX_LIMIT: usize = 1000;
+
+/// `GET /predictions?limit=N&since=RFC3339&prediction=real|fake`, newest first.
+async fn predictions(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<PredictionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let since = match q.since {
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .map_err(|e| {
+                    ApiError::bad_request("bad_query", format!("since: {e} (RFC 3339 expected)"))
+                })?
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+        None => None,
+    };
+    let labels = &state.detector.model().manifest.labels;
+    if let Some(p) = &q.prediction {
+        if !labels.contains(p) {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                format!("prediction must be one of {labels:?}"),
+            ));
+        }
+    }
+    let store = store_of(&state)?;
+    let rq = crate::store::RecentQuery {
+        limit,
+        since,
+        prediction: q.prediction,
+    };
+    let records = tokio::task::spawn_blocking(move || store.recent(&rq))
+        .await
+        .map_err(store_failure)?
+        .map_err(store_failure)?;
+    Ok(Json(
+        json!({"count": records.len(), "predictions": records}),
+    ))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::Detector;
 
 /// Where to listen and what to allow.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Address to bind (`0.0.0.0:8080` in a pod).
     pub addr: SocketAddr,
@@ -21,6 +21,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Device name for `/health`.
     pub device: String,
+    /// Prediction log; `None` disables logging.
+    pub store: Option<Arc<dyn crate::store::PredictionStore>>,
 }
 
 /// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish, and
@@ -44,6 +46,7 @@ pub async fn serve(
         ready: AtomicBool::new(false),
         started: Instant::now(),
         device: config.device,
+        store: config.store,
     });
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -69,6 +72,7 @@ pub async fn serve(
 
     let app = routes::router(state.clone());
     tracing::info!(%bound, "serving");
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -39,6 +39,18 @@ pub struct ServeArgs {
     #[arg(long, env = "AURALGUARD_MAX_CONCURRENT", default_value_t = 8)]
     pub max_concurrent: usize,
 
+    /// Prediction log file (embedded SQLite; created if missing).
+    #[arg(
+        long,
+        env = "AURALGUARD_STORE_PATH",
+        default_value = "auralguard-predictions.db"
+    )]
+    pub store_path: std::path::PathBuf,
+
+    /// Do not log predictions (`/statistics` and `/predictions` then answer 404).
+    #[arg(long, env = "AURALGUARD_NO_STORE")]
+    pub no_store: bool,
+
     /// Per-request time budget, in seconds.
     #[arg(
         long,
@@ -67,6 +79,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         },
     )?;
+    let store: Option<std::sync::Arc<dyn auralguard::store::PredictionStore>> = if args.no_store {
+        None
+    } else {
+        Some(std::sync::Arc::new(
+            auralguard::store::sqlite::SqliteStore::open(&args.store_path)?,
+        ))
+    };
     let config = ServeConfig {
         addr: SocketAddr::new(args.host, args.port),
         limits: Limits {
@@ -76,6 +95,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             request_timeout: Duration::from_secs_f64(args.request_timeout_seconds),
         },
         device: args.model.device.clone(),
+        store,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
