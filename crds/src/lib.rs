@@ -1,1 +1,0 @@
-//! Placeholder, being written by the operator work.
