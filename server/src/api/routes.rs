@@ -237,7 +237,7 @@ async fn predict(
     let request_id = uuid::Uuid::new_v4().to_string();
     let detector = state.detector.clone();
     let metrics = &state.metrics;
-    metrics.in_flight.inc();
+    let in_flight = InFlightGuard::new(&metrics.in_flight);
     let t0 = Instant::now();
     let job = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -247,8 +247,8 @@ async fn predict(
             .map(|v| (v, sha256))
     });
     let outcome = tokio::time::timeout(state.limits.request_timeout, job).await;
-    metrics.in_flight.dec();
-    let verdict = match outcome {
+    drop(in_flight);
+    let (mut verdict, sha256) = match outcome {
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -268,7 +268,6 @@ async fn predict(
         }
         Ok(Ok(result)) => result?,
     };
-    let (verdict, sha256) = verdict;
     metrics
         .inference_seconds
         .observe(t0.elapsed().as_secs_f64());
@@ -278,12 +277,28 @@ async fn predict(
         .verdicts
         .with_label_values(&[&verdict.prediction])
         .inc();
-    let mut verdict = verdict;
     verdict.request_id = Some(request_id);
     if let Some(store) = state.store.clone() {
         log_prediction(&state, store, &verdict, sha256, client.to_string()).await;
     }
     Ok(Json(verdict))
+}
+
+/// Counts a request in `auralguard_in_flight_requests` until dropped, even if the client goes
+/// away and the handler future is dropped mid-way.
+struct InFlightGuard(prometheus::IntGauge);
+
+impl InFlightGuard {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Writes the prediction's record; a failure is logged and counted, never fails the request.
