@@ -202,15 +202,9 @@ impl Detector {
         windower.push(samples);
         windower.finish();
         let windows: Vec<_> = std::iter::from_fn(|| windower.pop()).collect();
-        let per = self.input.0 * self.input.1;
-        let mut feats = vec![0f32; windows.len() * per];
-        feats
-            .par_chunks_mut(per)
-            .zip(windows.par_iter())
-            .try_for_each_init(
-                || self.extractor.scratch(),
-                |scratch, (out, w)| self.extractor.compute_into(&w.samples, out, scratch),
-            )?;
+        let mut feats = vec![0f32; windows.len() * self.input.0 * self.input.1];
+        let signals: Vec<&[f32]> = windows.iter().map(|w| w.samples.as_slice()).collect();
+        self.log_mels_into(&signals, &mut feats)?;
         let probs = self.score_log_mels(&feats, windows.len())?;
         Ok(self.verdict_for(InFlight {
             name: name.to_string(),
@@ -224,6 +218,17 @@ impl Detector {
             samples: samples.len() as u64,
             error: None,
         }))
+    }
+
+    /// Log-mels of `signals` into consecutive slots of `out`, in parallel, one scratch per thread.
+    fn log_mels_into(&self, signals: &[&[f32]], out: &mut [f32]) -> Result<()> {
+        let per = self.input.0 * self.input.1;
+        out.par_chunks_mut(per)
+            .zip(signals.par_iter())
+            .try_for_each_init(
+                || self.extractor.scratch(),
+                |scratch, (dst, x)| self.extractor.compute_into(x, dst, scratch),
+            )
     }
 
     /// Judges one source.
@@ -312,16 +317,10 @@ impl Detector {
         files: &mut VecDeque<InFlight>,
         first_slot: usize,
     ) {
-        let per = self.input.0 * self.input.1;
         let n = batch.len();
-        let used = &mut feats[..n * per];
-        let extracted: Result<()> = used
-            .par_chunks_mut(per)
-            .zip(batch.par_iter())
-            .try_for_each_init(
-                || self.extractor.scratch(),
-                |scratch, (out, q)| self.extractor.compute_into(&q.samples, out, scratch),
-            );
+        let used = &mut feats[..n * self.input.0 * self.input.1];
+        let signals: Vec<&[f32]> = batch.iter().map(|q| q.samples.as_slice()).collect();
+        let extracted = self.log_mels_into(&signals, used);
         let scored = extracted.and_then(|_| self.score_log_mels(used, n));
         match scored {
             Ok(probs) => {
