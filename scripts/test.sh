@@ -43,6 +43,9 @@ cargo clippy -p auralguard --all-targets --features keras -- -D warnings
 log "cargo test (workspace)"
 cargo test --workspace --no-fail-fast --features auralguard/keras
 
+log "deployment artefacts: Helm chart, CRD, examples, Dockerfiles, docker-compose (offline)"
+bash scripts/check-deploy.sh
+
 log "quick start smoke test (release binary, bundled model and clip)"
 cargo build --release -p auralguard
 out=$("$root/target/release/auralguard" predict examples/audio/speech.wav --model models/seed-random)

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub model_info: IntGaugeVec,
     /// Prediction-log writes that failed (the prediction itself still succeeded).
     pub store_write_failures: IntCounter,
+    /// Predictions waiting in the on-disk spool for the database (set at scrape time).
+    pub store_spooled: IntGauge,
+    /// Predictions the database refused for good, set aside beside the spool.
+    pub store_set_aside: IntGauge,
 }
 
 impl Metrics {
@@ -92,6 +96,16 @@ impl Metrics {
             "Prediction-log writes that failed.",
         )?;
         registry.register(Box::new(store_write_failures.clone()))?;
+        let store_spooled = IntGauge::new(
+            "auralguard_store_spooled_records",
+            "Predictions waiting in the on-disk spool for the database.",
+        )?;
+        registry.register(Box::new(store_spooled.clone()))?;
+        let store_set_aside = IntGauge::new(
+            "auralguard_store_set_aside_records",
+            "Predictions the database refused for good (kept in rejected.jsonl beside the spool).",
+        )?;
+        registry.register(Box::new(store_set_aside.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -113,6 +127,8 @@ impl Metrics {
             inference_seconds,
             model_info,
             store_write_failures,
+            store_spooled,
+            store_set_aside,
         })
     }
 

@@ -71,7 +71,10 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "ready": state.ready.load(Ordering::Acquire),
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "in_flight": state.limits.max_concurrent - state.permits.available_permits(),
-        "store": state.store.as_ref().map_or("disabled", |s| s.backend()),
+        "store": state.store.as_ref().map_or_else(
+            || json!({"backend": "disabled"}),
+            |s| json!(s.status()),
+        ),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -91,6 +94,11 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(store) = &state.store {
+        let status = store.status();
+        state.metrics.store_spooled.set(status.spooled as i64);
+        state.metrics.store_set_aside.set(status.set_aside as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,

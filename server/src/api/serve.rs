@@ -77,6 +77,13 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::io(std::path::Path::new("server"), e))?;
+    if let Some(store) = &state.store {
+        // Give a recovering database a moment to take the spool; whatever is left stays on disk
+        // and is replayed at the next start.
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.flush(std::time::Duration::from_secs(5)))
+            .await;
+    }
     tracing::info!("drained; exiting");
     Ok(())
 }

@@ -2,10 +2,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use auralguard::api::{serve, Limits, ServeConfig};
 use auralguard::pipeline::{Detector, DetectorOptions};
+use auralguard::store::durable::DurableLog;
+use auralguard::store::mongo::MongoStore;
+use auralguard::store::sqlite::SqliteStore;
+use auralguard::store::PredictionStore;
 
 use super::ModelArgs;
 
@@ -47,6 +52,20 @@ pub struct ServeArgs {
     )]
     pub store_path: std::path::PathBuf,
 
+    /// Log predictions to MongoDB instead of the embedded file (`mongodb://…` or
+    /// `mongodb+srv://…`; database from the URI, else `auralguard`; collection `predictions`).
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+
+    /// Where predictions wait while MongoDB is unreachable (replayed in order when it returns,
+    /// also after a restart). Default: `auralguard-spool` beside `--store-path`.
+    #[arg(long, env = "AURALGUARD_SPOOL_DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
+
+    /// Largest on-disk spool, in megabytes; beyond it records are dropped and counted.
+    #[arg(long, env = "AURALGUARD_SPOOL_MAX_MB", default_value_t = 256)]
+    pub spool_max_mb: u64,
+
     /// Do not log predictions (`/statistics` and `/predictions` then answer 404).
     #[arg(long, env = "AURALGUARD_NO_STORE")]
     pub no_store: bool,
@@ -58,6 +77,25 @@ pub struct ServeArgs {
         default_value_t = 120.0
     )]
     pub request_timeout_seconds: f64,
+}
+
+/// The prediction log the flags ask for: none, MongoDB behind the on-disk spool, or SQLite.
+fn open_store(args: &ServeArgs) -> anyhow::Result<Option<Arc<dyn PredictionStore>>> {
+    if args.no_store {
+        return Ok(None);
+    }
+    let Some(uri) = &args.mongodb_uri else {
+        return Ok(Some(Arc::new(SqliteStore::open(&args.store_path)?)));
+    };
+    let spool_dir = args.spool_dir.clone().unwrap_or_else(|| {
+        args.store_path
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .join("auralguard-spool")
+    });
+    let mongo: Arc<dyn PredictionStore> = Arc::new(MongoStore::connect(uri)?);
+    let log = DurableLog::open(mongo, &spool_dir, args.spool_max_mb.saturating_mul(1 << 20))?;
+    Ok(Some(Arc::new(log)))
 }
 
 /// Runs `serve`.
@@ -79,13 +117,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         },
     )?;
-    let store: Option<std::sync::Arc<dyn auralguard::store::PredictionStore>> = if args.no_store {
-        None
-    } else {
-        Some(std::sync::Arc::new(
-            auralguard::store::sqlite::SqliteStore::open(&args.store_path)?,
-        ))
-    };
+    let store = open_store(&args)?;
     let config = ServeConfig {
         addr: SocketAddr::new(args.host, args.port),
         limits: Limits {

@@ -68,7 +68,7 @@ impl FeatureConfig {
         if self.sample_rate == 0 {
             return bad("sample_rate", "must be positive");
         }
-        if self.n_fft < 2 || self.n_fft % 2 != 0 {
+        if self.n_fft < 2 || !self.n_fft.is_multiple_of(2) {
             return bad("n_fft", "must be an even number ≥ 2");
         }
         if self.hop_length == 0 {

@@ -1,9 +1,17 @@
 //! The prediction log: one record per judged upload, and the aggregates `/statistics` shows.
 //!
-//! Backends sit behind [`PredictionStore`] so the HTTP layer does not care where records go. This
-//! build has the embedded SQLite store ([`sqlite::SqliteStore`], no server needed); statistics
-//! are computed by the database (SQL aggregation), never by loading every record.
+//! Backends sit behind [`PredictionStore`] so the HTTP layer does not care where records go: the
+//! embedded SQLite store ([`sqlite::SqliteStore`], no server needed, the default) and MongoDB
+//! ([`mongo::MongoStore`]). Statistics are computed by the database (SQL or an aggregation
+//! pipeline), never by loading every record.
+//!
+//! A networked backend is wrapped in a [`durable::DurableLog`]: when the database is unreachable,
+//! records go to an on-disk [`spool::Spool`] and are replayed, in order and exactly once, when it
+//! comes back — predictions never fail or wait because the log is down.
 
+pub mod durable;
+pub mod mongo;
+pub mod spool;
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};
@@ -13,9 +21,15 @@ use crate::verdict::WindowVerdict;
 /// Errors of a store backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database rejected or failed an operation.
+    /// The database rejected or failed an operation (retrying the same call will not help).
     #[error("prediction store: {0}")]
     Backend(String),
+    /// The database could not be reached in time (retrying later may help; writes are spooled).
+    #[error("prediction store unavailable: {0}")]
+    Unavailable(String),
+    /// The on-disk spool could not keep a record.
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
 }
 
 /// One logged prediction.
@@ -83,14 +97,67 @@ pub struct Statistics {
     pub by_day: std::collections::BTreeMap<String, u64>,
 }
 
+/// What `/health` says about the prediction log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreStatus {
+    /// Backend name (`"sqlite"`, `"mongodb"`).
+    pub backend: &'static str,
+    /// `"ok"`, or `"degraded"` while records wait in the spool for the database.
+    pub state: &'static str,
+    /// Records waiting in the on-disk spool.
+    pub spooled: u64,
+    /// Records the database refused for good, kept in the spool folder's `rejected.jsonl`.
+    pub set_aside: u64,
+}
+
 /// A place to log predictions.
 pub trait PredictionStore: Send + Sync {
     /// Short backend name for `/health` (`"sqlite"`, ...).
     fn backend(&self) -> &'static str;
     /// Appends one record.
-    fn insert(&self, record: &PredictionRecord) -> Result<(), StoreError>;
+    fn insert(&self, record: &PredictionRecord) -> Result<(), StoreError> {
+        self.insert_batch(std::slice::from_ref(record))
+    }
+    /// Appends records in order. A record whose request id is already stored is skipped, so
+    /// replaying a batch after an ambiguous failure (written, but the answer was lost) never
+    /// doubles it: this is what makes the spool's replay exactly-once.
+    fn insert_batch(&self, records: &[PredictionRecord]) -> Result<(), StoreError>;
     /// Newest records matching `q`.
     fn recent(&self, q: &RecentQuery) -> Result<Vec<PredictionRecord>, StoreError>;
     /// Aggregates over the whole log.
     fn statistics(&self) -> Result<Statistics, StoreError>;
+    /// Health for `/health` and the metrics; a plain backend is always `ok` with nothing spooled.
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            backend: self.backend(),
+            state: "ok",
+            spooled: 0,
+            set_aside: 0,
+        }
+    }
+    /// Writes out whatever is buffered (called once at shutdown, bounded by `deadline`).
+    fn flush(&self, deadline: std::time::Duration) {
+        let _ = deadline;
+    }
+}
+
+/// A plain record for the store tests (one shape shared by every backend's tests).
+#[cfg(test)]
+pub(crate) fn sample_record(id: &str, timestamp: &str) -> PredictionRecord {
+    PredictionRecord {
+        request_id: id.into(),
+        filename: format!("{id}.wav"),
+        sha256: "ab".repeat(32),
+        prediction: "real".into(),
+        probability: 0.9,
+        confidence: 0.8,
+        fake_probability: 0.1,
+        windows: vec![],
+        model_name: "m".into(),
+        model_version: "1".into(),
+        duration_seconds: 1.0,
+        processing_time_seconds: 0.1,
+        client: None,
+        timestamp: timestamp.into(),
+    }
 }

@@ -91,15 +91,29 @@ impl PredictionStore for SqliteStore {
         "sqlite"
     }
 
-    fn insert(&self, rec: &PredictionRecord) -> Result<(), StoreError> {
-        let windows = serde_json::to_string(&rec.windows).map_err(err)?;
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO predictions (request_id, filename, sha256, prediction, probability,
-                   confidence, fake_probability, windows, model_name, model_version,
-                   duration_seconds, processing_time_seconds, client, timestamp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
+    fn insert_batch(&self, records: &[PredictionRecord]) -> Result<(), StoreError> {
+        let windows = records
+            .iter()
+            .map(|r| serde_json::to_string(&r.windows))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| err("a previous store operation panicked"))?;
+        let tx = conn.transaction().map_err(err)?;
+        {
+            // OR IGNORE: a request id already logged is a replay, not a new prediction.
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO predictions (request_id, filename, sha256, prediction,
+                       probability, confidence, fake_probability, windows, model_name,
+                       model_version, duration_seconds, processing_time_seconds, client, timestamp)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .map_err(err)?;
+            for (rec, windows) in records.iter().zip(&windows) {
+                stmt.execute(params![
                     rec.request_id,
                     rec.filename,
                     rec.sha256,
@@ -114,10 +128,11 @@ impl PredictionStore for SqliteStore {
                     rec.processing_time_seconds,
                     rec.client,
                     rec.timestamp
-                ],
-            )
-            .map(|_| ())
-        })
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     fn recent(&self, q: &RecentQuery) -> Result<Vec<PredictionRecord>, StoreError> {
@@ -240,10 +255,15 @@ mod tests {
         assert!((st.mean_confidence - 0.6).abs() < 1e-6);
         assert_eq!(st.by_model_version["m@1"], 2);
         assert_eq!(st.by_day["2026-11-24"], 2);
-        // Duplicate request ids are refused, not silently doubled.
-        assert!(s
-            .insert(&rec("a", "real", "2026-11-25T10:00:00.000Z", "1"))
-            .is_err());
+        // A replayed request id is skipped, never doubled, and the first record is kept.
+        s.insert_batch(&[
+            rec("a", "real", "2026-11-25T10:00:00.000Z", "1"),
+            rec("d", "real", "2026-11-25T10:00:00.000Z", "1"),
+        ])
+        .unwrap();
+        let st = s.statistics().unwrap();
+        assert_eq!(st.total_predictions, 4);
+        assert_eq!(st.by_day["2026-11-23"], 1);
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod mongo;
+pub mod server;
+
 /// Repository root (the workspace folder above `server/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,101 @@
+//! A real MongoDB-wire server for the tests: SecantusDB (PyPI `secantusdb`, WiredTiger storage),
+//! installed into `.venv/mongo` by `scripts/install-mongo-test-deps.sh`.
+//!
+//! It persists to a folder, so a test can kill it (SIGKILL, no clean shutdown) and start it again
+//! on the same data to play a database outage.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The server binary: `AURALGUARD_SECANTUSD` or the project venv's; `None` (after reporting the
+/// skip) when neither exists.
+pub fn binary() -> Option<PathBuf> {
+    let path = std::env::var_os("AURALGUARD_SECANTUSD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| super::repo_root().join(".venv/mongo/bin/secantusd-py"));
+    if path.exists() {
+        return Some(path);
+    }
+    super::skip(&format!(
+        "no MongoDB-wire server at {} (run scripts/install-mongo-test-deps.sh, or set \
+         AURALGUARD_SECANTUSD)",
+        path.display()
+    ));
+    None
+}
+
+/// A running database on 127.0.0.1; killed on drop.
+pub struct MongoServer {
+    child: Child,
+    binary: PathBuf,
+    /// Its port.
+    pub port: u16,
+    data: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn spawn(binary: &Path, port: u16, data: &Path) -> Child {
+    let child = Command::new(binary)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--storage-path")
+        .arg(data)
+        // Acknowledged writes must be on disk: the outage test kills the server with SIGKILL.
+        .arg("--sync-on-commit")
+        .args(["--log-level", "WARNING"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start secantusd-py");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "MongoDB-wire server did not listen on {port} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+impl MongoServer {
+    /// Starts a server storing its data in `data`.
+    pub fn start(binary: &Path, data: &Path) -> Self {
+        let port = free_port();
+        Self {
+            child: spawn(binary, port, data),
+            binary: binary.to_path_buf(),
+            port,
+            data: data.to_path_buf(),
+        }
+    }
+
+    /// `mongodb://127.0.0.1:PORT/DB`.
+    pub fn uri(&self, db: &str) -> String {
+        format!("mongodb://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// SIGKILL (the server is one process): an outage, not a shutdown.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.binary, self.port, &self.data);
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

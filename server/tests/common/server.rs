@@ -1,0 +1,110 @@
+//! The real `auralguard serve` binary on a free loopback port, for the HTTP-level tests.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+
+/// A running `auralguard serve` child process; killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts the server on the bundled model with a throwaway SQLite log, plus `extra` flags.
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("predictions.db");
+        let mut args = vec!["--store-path", store.to_str().expect("utf-8 temp path")];
+        args.extend_from_slice(extra);
+        let mut server = Self::start_with(&args);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts the server on the bundled model with exactly these extra flags, waits until ready.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_auralguard"))
+            .current_dir(super::repo_root())
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
+            .arg(super::repo_root().join("models/seed-random"))
+            .args(extra)
+            .env_remove("AURALGUARD_MODEL")
+            .env_remove("MONGODB_URI")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start auralguard serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        let server = Self {
+            child,
+            base,
+            _dir: None,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let c = Client::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = c.get(self.url("/ready")).send() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server never became ready");
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: the process gets no chance to flush anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

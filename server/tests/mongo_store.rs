@@ -1,0 +1,264 @@
+//! The prediction log in a real MongoDB-wire server (SecantusDB): the store on its own, then the
+//! whole server through a database outage and a hard restart of itself.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use auralguard::store::mongo::MongoStore;
+use auralguard::store::{PredictionRecord, PredictionStore, RecentQuery};
+use common::mongo::MongoServer;
+use common::server::Server;
+use mongodb::bson::{doc, Document};
+use reqwest::blocking::{multipart, Client};
+
+fn rec(id: &str, label: &str, ts: &str, version: &str) -> PredictionRecord {
+    PredictionRecord {
+        request_id: id.into(),
+        filename: format!("{id}.wav"),
+        sha256: "ab".repeat(32),
+        prediction: label.into(),
+        probability: 0.75,
+        confidence: 0.5,
+        fake_probability: if label == "fake" { 0.75 } else { 0.25 },
+        windows: vec![auralguard::verdict::WindowVerdict {
+            start: 0.0,
+            end: 15.0,
+            fake_probability: 0.25,
+        }],
+        model_name: "seed".into(),
+        model_version: version.into(),
+        duration_seconds: 6.0,
+        processing_time_seconds: 0.25,
+        client: Some("127.0.0.1:4000".into()),
+        timestamp: ts.into(),
+    }
+}
+
+#[test]
+fn mongodb_store_inserts_queries_and_aggregates_in_the_database() {
+    let Some(bin) = common::mongo::binary() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let db = MongoServer::start(&bin, data.path());
+    let store = MongoStore::connect(&db.uri("store_test")).unwrap();
+    assert_eq!(store.backend(), "mongodb");
+
+    let a = rec("a", "real", "2026-11-23T10:00:00.000Z", "1");
+    store.insert(&a).unwrap();
+    store
+        .insert_batch(&[
+            rec("b", "fake", "2026-11-24T10:00:00.000Z", "1"),
+            rec("c", "fake", "2026-11-24T11:00:00.000Z", "2"),
+        ])
+        .unwrap();
+    // A replay (same request ids, in the middle of a batch) writes only what is new.
+    store
+        .insert_batch(&[
+            rec("b", "fake", "2026-11-24T10:00:00.000Z", "1"),
+            rec("d", "real", "2026-11-25T09:00:00.000Z", "2"),
+            rec("c", "fake", "2026-11-24T11:00:00.000Z", "2"),
+        ])
+        .unwrap();
+
+    let all = store
+        .recent(&RecentQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["d", "c", "b", "a"]);
+    assert_eq!(all[3], a, "a record must come back exactly as written");
+
+    let fakes = store
+        .recent(&RecentQuery {
+            limit: 1,
+            prediction: Some("fake".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(fakes.len(), 1);
+    assert_eq!(fakes[0].request_id, "c");
+    let since = store
+        .recent(&RecentQuery {
+            limit: 10,
+            since: Some("2026-11-24T10:30:00.000Z".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(since.len(), 2);
+
+    let st = store.statistics().unwrap();
+    assert_eq!(
+        (st.total_predictions, st.real_count, st.fake_count),
+        (4, 2, 2)
+    );
+    assert!((st.fake_ratio - 0.5).abs() < 1e-12);
+    assert!((st.mean_confidence - 0.5).abs() < 1e-9);
+    assert!((st.mean_processing_time_seconds - 0.25).abs() < 1e-9);
+    assert_eq!(st.by_model_version["seed@1"], 2);
+    assert_eq!(st.by_model_version["seed@2"], 2);
+    assert_eq!(st.by_day["2026-11-24"], 2);
+    assert_eq!(st.by_day["2026-11-25"], 1);
+
+    // The indexes the queries rely on exist.
+    let client = mongodb::sync::Client::with_uri_str(db.uri("store_test")).unwrap();
+    let names: Vec<String> = client
+        .database("store_test")
+        .collection::<Document>("predictions")
+        .list_index_names()
+        .run()
+        .unwrap();
+    for name in ["timestamp", "prediction_timestamp"] {
+        assert!(names.iter().any(|n| n == name), "index {name} in {names:?}");
+    }
+}
+
+/// Posts the bundled clip; the request id on success.
+fn predict(client: &Client, server: &str) -> Result<String, String> {
+    let bytes = std::fs::read(common::repo_root().join("examples/audio/speech.wav")).unwrap();
+    let part = multipart::Part::bytes(bytes).file_name("speech.wav");
+    let r = client
+        .post(format!("{server}/predict"))
+        .multipart(multipart::Form::new().part("audio", part))
+        .send()
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    let body: serde_json::Value = r.json().map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("{status}: {body}"));
+    }
+    Ok(body["request_id"].as_str().unwrap_or_default().to_string())
+}
+
+/// `clients` threads posting until `stop` (or `max_each` requests each); every request must
+/// succeed. Returns the acknowledged request ids.
+fn load(server: &str, clients: usize, max_each: usize, stop: &Arc<AtomicBool>) -> Vec<String> {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    std::thread::scope(|s| {
+        for _ in 0..clients {
+            let (ids, stop) = (Arc::clone(&ids), Arc::clone(stop));
+            s.spawn(move || {
+                let client = Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .build()
+                    .unwrap();
+                for _ in 0..max_each {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let id = predict(&client, server).expect("a prediction failed during the load");
+                    ids.lock().unwrap().push(id);
+                }
+            });
+        }
+    });
+    let ids = ids.lock().unwrap().clone();
+    ids
+}
+
+fn health(server: &Server) -> serde_json::Value {
+    Client::new()
+        .get(server.url("/health"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_server_is_killed() {
+    let Some(bin) = common::mongo::binary() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut db = MongoServer::start(&bin, data.path());
+    let uri = db.uri("outage");
+    let spool = work.path().join("spool");
+    let args = [
+        "--mongodb-uri",
+        uri.as_str(),
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ];
+    let mut acknowledged = Vec::new();
+
+    // 1. Database up: four clients; the database is killed while they are running.
+    let server = Server::start_with(&args);
+    let stop = Arc::new(AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let base = server.base.clone();
+        let load_thread = s.spawn({
+            let stop = Arc::clone(&stop);
+            move || load(&base, 4, 12, &stop)
+        });
+        // Let some predictions land in the database first, then pull the plug mid-load.
+        std::thread::sleep(Duration::from_millis(1500));
+        db.kill();
+        acknowledged.extend(load_thread.join().unwrap());
+    });
+    assert_eq!(acknowledged.len(), 48, "every prediction must succeed");
+    let h = health(&server);
+    assert_eq!(h["store"]["backend"], "mongodb", "{h}");
+    assert_eq!(h["store"]["state"], "degraded", "{h}");
+    assert!(h["store"]["spooled"].as_u64().unwrap() > 0, "{h}");
+
+    // 2. The server dies hard (no flush) while records sit in the spool, and comes back.
+    server.kill();
+    let server = Server::start_with(&args);
+    acknowledged.extend(load(&server.base, 2, 5, &stop));
+    assert_eq!(acknowledged.len(), 58);
+
+    // 3. The database returns: the spool drains, in order, exactly once.
+    db.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = health(&server);
+        if h["store"]["state"] == "ok" && h["store"]["spooled"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "spool never drained: {h}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A prediction after recovery goes straight to the database again.
+    acknowledged.push(predict(&Client::new(), &server.base).unwrap());
+
+    let client = mongodb::sync::Client::with_uri_str(&uri).unwrap();
+    let coll = client
+        .database("outage")
+        .collection::<Document>("predictions");
+    let stored: Vec<String> = coll
+        .find(doc! {})
+        .run()
+        .unwrap()
+        .map(|d| d.unwrap().get_str("_id").unwrap().to_string())
+        .collect();
+    let want: BTreeSet<&String> = acknowledged.iter().collect();
+    let got: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(want.len(), acknowledged.len(), "request ids must be unique");
+    assert_eq!(
+        stored.len(),
+        acknowledged.len(),
+        "no record doubled or lost"
+    );
+    assert_eq!(
+        got, want,
+        "the database holds exactly the acknowledged predictions"
+    );
+
+    // /statistics is answered by the database's aggregation and agrees.
+    let st: serde_json::Value = Client::new()
+        .get(server.url("/statistics"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(st["total_predictions"], acknowledged.len() as u64, "{st}");
+    assert_eq!(server.terminate().code(), Some(0));
+}
