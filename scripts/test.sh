@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-log() { printf '\n=== %s\n' "$*"; }
+log() { printf "\n=== [%4ds] %s\n" "$SECONDS" "$*"; }
 
 # --- system packages ---------------------------------------------------------------------------
 need_apt=()
