@@ -70,24 +70,25 @@ SCENARIOS: dict[str, dict] = {
     },
 }
 
-# What the operator needs, per (apiGroup, resource): the contract in the operator's README/brief.
-# The chart must grant exactly this, nothing more ("least privilege"), nothing less.
-CRUD = {"get", "list", "watch", "create", "patch", "update", "delete"}
-MANAGED_RULES = {
-    ("auralguard.io", "audiodetectors"): {"get", "list", "watch", "patch", "update"},
-    ("auralguard.io", "audiodetectors/status"): {"get", "patch", "update"},
-    ("auralguard.io", "audiodetectors/finalizers"): {"update"},
-    ("apps", "deployments"): CRUD,
-    ("", "services"): CRUD,
-    ("autoscaling", "horizontalpodautoscalers"): CRUD,
-    ("policy", "poddisruptionbudgets"): CRUD,
-    ("monitoring.coreos.com", "servicemonitors"): CRUD,
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "secrets"): {"get"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-}
-CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
-LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"}}
+# What the operator needs, per (apiGroup, resource), read from the RBAC table in operator/README.md
+# (the contract the operator's code is written against). The chart must grant exactly this:
+# nothing more ("least privilege"), nothing less.
+def _readme_rules() -> dict[tuple[str, str], set[str]]:
+    text = (ROOT / "operator" / "README.md").read_text()
+    section = text.split("## RBAC", 1)[1].split("\n## ", 1)[0]
+    rules: dict[tuple[str, str], set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`"):
+            continue
+        group, resource = cells[0].strip("`").strip('"'), cells[1].strip("`")
+        rules[(group, resource)] = {v.strip() for v in cells[2].split(",")}
+    assert rules, "no RBAC table found in operator/README.md"
+    return rules
+
+
+MANAGED_RULES = _readme_rules()
+LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 
 # Prometheus-operator's ServiceMonitor CRD is not installed here; this schema covers the fields we
 # render (and rejects any other), which is what a typo would break.
@@ -463,7 +464,7 @@ def _merged(pairs) -> dict[tuple[str, str], set[str]]:
 
 def test_rbac_all_namespaces_uses_a_clusterrole():
     cluster = _bound("defaults", "ClusterRole", "ClusterRoleBinding")
-    assert _merged(cluster) == MANAGED_RULES | CRD_RULES
+    assert _merged(cluster) == MANAGED_RULES
     roles = _bound("defaults", "Role", "RoleBinding")
     assert [r["metadata"]["namespace"] for r, _ in roles] == [RELEASE_NS]
     assert _merged(roles) == LEASE_RULES
@@ -472,8 +473,8 @@ def test_rbac_all_namespaces_uses_a_clusterrole():
 def test_rbac_single_namespace_uses_a_role_there():
     scenario = "namespaced-ha-monitored"
     cluster = _bound(scenario, "ClusterRole", "ClusterRoleBinding")
-    # Cluster-wide, only what cannot be namespaced: reading CRDs.
-    assert _merged(cluster) == CRD_RULES
+    # Nothing cluster-wide: discovery (is the ServiceMonitor CRD there?) needs no RBAC rule.
+    assert cluster == []
     roles = {r["metadata"]["namespace"]: rules_of(r) for r, _ in _bound(scenario, "Role", "RoleBinding")}
     watched = SCENARIOS[scenario]["watchNamespace"]
     assert roles[watched] == MANAGED_RULES

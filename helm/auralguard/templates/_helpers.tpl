@@ -57,37 +57,36 @@ RBAC rules for the namespaced resources the operator manages. Rendered into a Cl
 it watches all namespaces, into a Role in watchNamespace otherwise: one list, two scopes.
 */}}
 {{- define "auralguard.managedRules" -}}
+# Exactly the calls the operator makes (operator/README.md, "RBAC"); no finalizers, no updates:
+# everything is written with server-side apply (create + patch).
 - apiGroups: ["auralguard.io"]
   resources: ["audiodetectors"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["auralguard.io"]
   resources: ["audiodetectors/status"]
-  verbs: ["get", "patch", "update"]
-# Only needed to set or clear a finalizer on AudioDetectors.
-- apiGroups: ["auralguard.io"]
-  resources: ["audiodetectors/finalizers"]
-  verbs: ["update"]
-# The objects derived from each AudioDetector (stable + canary Deployments, Service, HPA, PDB,
-# ServiceMonitor), applied with server-side apply and pruned when no longer wanted.
+  verbs: ["get", "patch"]
+# Stable and canary Deployments; delete removes the canary after a promotion or rollback.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# delete: when autoscaling is removed from a spec.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Optional; whether its CRD exists is read from API discovery, which needs no extra rule.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Canary analysis scrapes the canary pods' /metrics directly, so it needs to find them.
+  verbs: ["get", "create", "patch"]
+# Canary analysis lists the ready canary pods and scrapes their /metrics by pod IP.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list"]
 # MLflow credentials referenced by an AudioDetector (read by name, never listed).
 - apiGroups: [""]
   resources: ["secrets"]

@@ -1,0 +1,45 @@
+//! The `AudioDetector` custom resource (`auralguard.io/v1alpha1`, short name `adet`).
+//!
+//! This crate is the operator's public API: the Rust types users' YAML deserialises into
+//! ([`AudioDetectorSpec`], [`AudioDetectorStatus`]), the parsing of the model source string
+//! ([`ModelSource`]), and the CRD manifest generated from the types ([`crd_yaml`]). The manifest
+//! is checked in as `crds/audiodetector.yaml` (the Helm chart ships a copy); the `crdgen` binary
+//! prints it and a test fails when the checked-in file is stale.
+//!
+//! * [`spec`]: what users write.
+//! * [`status`]: what the operator reports, including the state of a model rollout, which lives
+//!   only there so that it survives operator restarts.
+//! * [`model_source`]: the four kinds of model source and the pinned URI pods receive.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod model_source;
+pub mod spec;
+pub mod status;
+
+pub use error::Error;
+pub use model_source::{pinned_registry_uri, ModelSource, RegistrySelector, PVC_MOUNT_PATH};
+pub use spec::*;
+pub use status::*;
+
+use kube::CustomResourceExt;
+
+/// The API group of every AuralGuard resource.
+pub const GROUP: &str = "auralguard.io";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";
+
+/// The CRD manifest as YAML, exactly as checked in at `crds/audiodetector.yaml`.
+///
+/// A header comment says the file is generated and how to regenerate it, so nobody edits it by
+/// hand.
+pub fn crd_yaml() -> Result<String, Error> {
+    let body =
+        serde_saphyr::to_string(&AudioDetector::crd()).map_err(|e| Error::Yaml(e.to_string()))?;
+    Ok(format!(
+        "# Generated from crds/src/spec.rs and crds/src/status.rs; do not edit.\n\
+         # Regenerate: cargo run -p auralguard-crds --bin crdgen > crds/audiodetector.yaml\n\
+         {body}"
+    ))
+}

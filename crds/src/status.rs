@@ -1,0 +1,200 @@
+//! `AudioDetector.status`: what the operator observed and decided.
+//!
+//! Besides the usual `observedGeneration`, conditions and counters, status is where a model
+//! rollout *lives*: the operator keeps no rollout state in memory, so [`RolloutState`] records
+//! everything the next reconcile needs (which versions, which step, since when, and the canary's
+//! metric baseline). A restarted operator, or a newly elected leader, reads it and carries on
+//! exactly where the previous one stopped.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition types the operator maintains.
+pub mod condition {
+    /// The Service has at least one ready pod behind it and the desired pod count is ready.
+    pub const READY: &str = "Ready";
+    /// The model source resolved to a concrete version (for an alias, through MLflow).
+    pub const MODEL_RESOLVED: &str = "ModelResolved";
+    /// A rollout (canary or rolling update) is under way.
+    pub const PROGRESSING: &str = "Progressing";
+    /// The detector serves something other than what was asked for, such as after a rollback.
+    pub const DEGRADED: &str = "Degraded";
+}
+
+/// What the operator last saw and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioDetectorStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `ModelResolved`, `Progressing` and `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// A one-word summary for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// The model URI every stable pod is pinned to (`models:/NAME/VERSION` or a path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_model: Option<String>,
+
+    /// The version the stable pods serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_version: Option<String>,
+
+    /// The version the model source currently resolves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_version: Option<String>,
+
+    /// The version the canary pods serve, during a canary rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_version: Option<String>,
+
+    /// Percent of the pods on the canary version, during a canary rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<i32>,
+
+    /// Pods that exist (stable and canary); the scale subresource reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+
+    /// Pods that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+
+    /// The label selector of the detector's pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// The in-cluster URL of the detector's Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// The rollout in progress, if any (the operator's only memory of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutState>,
+
+    /// How the most recent rollout ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rollout: Option<RolloutResult>,
+}
+
+/// A one-word summary of a detector.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Nothing serving yet (model being resolved, pods starting).
+    Pending,
+    /// Serving the desired model with every pod ready.
+    Running,
+    /// A rollout is under way.
+    Progressing,
+    /// Serving, but not what was asked for (a rollout was rolled back) or not every pod is ready.
+    Degraded,
+    /// Nothing can be served (the model cannot be resolved and nothing was serving).
+    Failed,
+}
+
+/// A rollout in progress. Everything the next reconcile needs is here, nothing in memory.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutState {
+    /// The model URI the stable pods served when the rollout began (the rollback target).
+    pub stable_model: String,
+    /// Its version.
+    pub stable_version: String,
+    /// The model URI being rolled out.
+    pub canary_model: String,
+    /// Its version.
+    pub canary_version: String,
+    /// Index of the current step in `spec.rollout.steps`.
+    pub step: i32,
+    /// Where within the step the rollout is.
+    pub phase: RolloutPhase,
+    /// When the rollout began.
+    pub started_at: Time,
+    /// When the current phase began (the pause and the progress deadline count from here).
+    pub phase_started_at: Time,
+    /// The canary pods' counters when the step's observation window opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<MetricsSnapshot>,
+}
+
+/// Where within a step a rollout is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RolloutPhase {
+    /// The canary Deployment is being sized for the step; waiting for its pods to be ready.
+    Scaling,
+    /// The canary is at the step's weight; its metrics are being watched for the pause.
+    Analyzing,
+    /// Every step passed; the stable Deployment is being moved to the new version.
+    Promoting,
+}
+
+/// Counters scraped from the canary pods, summed per pod, restricted to the analysed routes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSnapshot {
+    /// One entry per pod scraped.
+    #[serde(default)]
+    pub pods: Vec<PodCounters>,
+}
+
+/// One pod's request counters.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCounters {
+    /// The pod's name (counters of a restarted pod start again from zero).
+    pub pod: String,
+    /// Requests answered.
+    pub requests: i64,
+    /// Requests answered with a 5xx status.
+    pub errors: i64,
+    /// Cumulative latency histogram buckets, by upper bound.
+    #[serde(default)]
+    pub latency_buckets: Vec<BucketCount>,
+}
+
+/// One cumulative histogram bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketCount {
+    /// The bucket's upper bound in seconds, as the exposition writes it (`0.25`, `+Inf`).
+    pub le: String,
+    /// Observations at or below it.
+    pub count: i64,
+}
+
+/// How a rollout ended.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutResult {
+    /// Promoted, RolledBack or Aborted.
+    pub outcome: RolloutOutcome,
+    /// The model URI that was being rolled out.
+    pub model: String,
+    /// Its version.
+    pub version: String,
+    /// The version serving before.
+    pub from_version: String,
+    /// Why it ended this way.
+    pub message: String,
+    /// When it ended.
+    pub finished_at: Time,
+}
+
+/// The ways a rollout ends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RolloutOutcome {
+    /// The new version serves everywhere.
+    Promoted,
+    /// The canary failed its analysis or its deadline and was removed; the new version is not
+    /// tried again until the model source points somewhere else.
+    RolledBack,
+    /// The model source moved (back to the serving version, or to yet another one) mid-rollout.
+    Aborted,
+}

@@ -1,0 +1,801 @@
+//! The model rollout state machine: a pure function from (what status remembers, what the model
+//! source resolves to now, what the Deployments look like, the time, the canary's metrics) to
+//! (what to deploy, what status should remember, which transitions happened).
+//!
+//! ```text
+//!            desired ≠ serving                canary ready              pause over, analysis passes
+//!  (steady) ─────────────────▶ Scaling(step 0) ─────────▶ Analyzing(0) ──────────────────────────▶ Scaling(1) … Analyzing(last)
+//!                                 │ deadline                 │ analysis fails                                      │ passes
+//!                                 ▼                          ▼                                                     ▼
+//!                             RolledBack ◀──────────────── RolledBack                              Promoting ──stable rolled out──▶ Promoted (steady)
+//! ```
+//!
+//! * A step's weight is a share of pods behind the one Service: with a fixed replica count `n`
+//!   the canary gets `ceil(n × weight / 100)` pods and the stable Deployment the rest, at least one
+//!   each while a canary runs ([`split_replicas`]). With autoscaling the stable Deployment keeps
+//!   the size its HPA chose and the canary is sized to be `weight`% of all pods.
+//! * The observation window of a step opens when the canary is ready at the step's weight (the
+//!   *baseline* scrape) and closes after the step's pause (the second scrape); [`crate::analysis`]
+//!   judges the difference.
+//! * Promotion moves the stable Deployment to the new version and removes the canary once the
+//!   stable pods are all updated and ready; a rollback removes the canary and leaves stable alone.
+//! * A rolled-back version is not retried until the model source resolves to something else.
+//! * The machine keeps nothing in memory: [`RolloutState`] in status is its whole state, so a
+//!   restarted operator continues any rollout exactly where it stopped.
+//!
+//! [`decide`] asks for a metrics scrape ([`Outcome::NeedMetrics`]) only at the two moments it
+//! needs one, so reconcile scrapes pods only then.
+
+use std::time::Duration;
+
+use auralguard_crds::{
+    AnalysisSpec, AudioDetectorStatus, CanaryStep, InsufficientTraffic, MetricsSnapshot,
+    RolloutOutcome, RolloutPhase, RolloutResult, RolloutState,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::analysis::{self, Verdict};
+use crate::model::ModelRef;
+
+/// The rollout settings of a detector (from `spec.rollout`, with defaults when absent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Canary steps; empty means "update in place".
+    pub steps: Vec<CanaryStep>,
+    /// Thresholds for each step.
+    pub analysis: AnalysisSpec,
+    /// How long pods may take to become ready before the rollout is rolled back.
+    pub progress_deadline: Duration,
+}
+
+impl Policy {
+    /// The policy of a spec's `rollout` block.
+    pub fn from_spec(spec: Option<&auralguard_crds::RolloutSpec>) -> Self {
+        match spec {
+            Some(r) => Self {
+                steps: r.steps.clone(),
+                analysis: r.analysis.clone(),
+                progress_deadline: r.progress_deadline.into(),
+            },
+            None => Self {
+                steps: Vec::new(),
+                analysis: AnalysisSpec::default(),
+                progress_deadline: Duration::from_secs(600),
+            },
+        }
+    }
+}
+
+/// How a detector's pod count is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// `spec.replicas` (default 1).
+    Fixed(i32),
+    /// An HPA sizes the stable Deployment; `current` is its present size (or `minReplicas`).
+    Autoscaled {
+        /// The stable Deployment's current replica count.
+        current: i32,
+    },
+}
+
+/// Pod counts for one moment of a rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Replicas of the stable Deployment; `None` when the HPA owns them.
+    pub stable: Option<i32>,
+    /// Replicas of the canary Deployment.
+    pub canary: i32,
+}
+
+/// Splits pods between stable and canary for a step of `weight` percent.
+pub fn split_replicas(scale: Scale, weight: i32) -> Split {
+    let weight = i64::from(weight.clamp(1, 100));
+    match scale {
+        Scale::Fixed(total) => {
+            let canary = ceil_div(i64::from(total) * weight, 100).max(1);
+            let stable = (i64::from(total) - canary).max(1);
+            Split {
+                stable: Some(to_i32(stable)),
+                canary: to_i32(canary),
+            }
+        }
+        Scale::Autoscaled { current } => {
+            let current = i64::from(current.max(1));
+            let canary = if weight >= 100 {
+                current
+            } else {
+                ceil_div(current * weight, 100 - weight)
+            };
+            Split {
+                stable: None,
+                canary: to_i32(canary.max(1)),
+            }
+        }
+    }
+}
+
+fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
+}
+
+fn to_i32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// What reconcile saw of one Deployment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodSet {
+    /// The model URI in its pod template (`auralguard.io/model`).
+    pub model: Option<String>,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.readyReplicas`.
+    pub ready: i32,
+    /// The controller has seen the latest template and every pod is updated and available.
+    pub rolled_out: bool,
+}
+
+impl PodSet {
+    /// True when this Deployment serves `model` with at least `replicas` pods, all current.
+    fn serves(&self, model: &str, replicas: Option<i32>) -> bool {
+        self.model.as_deref() == Some(model)
+            && self.rolled_out
+            && replicas.is_none_or(|r| self.replicas == r && self.ready >= r)
+    }
+}
+
+/// Everything [`decide`] looks at.
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    /// Now.
+    pub now: Timestamp,
+    /// Status as last written (serving version, rollout state, last rollout).
+    pub status: &'a AudioDetectorStatus,
+    /// What the model source resolves to now; `None` when resolving failed.
+    pub desired: Option<&'a ModelRef>,
+    /// The rollout settings.
+    pub policy: &'a Policy,
+    /// How pods are counted.
+    pub scale: Scale,
+    /// The stable Deployment as observed, if it exists.
+    pub stable: Option<&'a PodSet>,
+    /// The canary Deployment as observed, if it exists.
+    pub canary: Option<&'a PodSet>,
+    /// The canary pods' counters, when [`decide`] asked for them.
+    pub metrics: Option<&'a MetricsSnapshot>,
+    /// How soon to look again while waiting for pods.
+    pub check_interval: Duration,
+}
+
+/// The result of [`decide`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Scrape the canary pods and call again with [`Input::metrics`] set.
+    NeedMetrics,
+    /// What to do.
+    Decided(Box<Decision>),
+}
+
+/// What to deploy and remember.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    /// The version the stable pods are considered to serve (status `servingModel`/`Version`).
+    pub serving: Option<ModelRef>,
+    /// The model the stable Deployment must run; `None` when there is nothing to deploy yet.
+    pub stable_model: Option<ModelRef>,
+    /// The stable Deployment's replicas (`None`: the HPA's, or not deployed).
+    pub stable_replicas: Option<i32>,
+    /// The canary Deployment, if one must exist.
+    pub canary: Option<CanaryPlan>,
+    /// The rollout state to store.
+    pub rollout: Option<RolloutState>,
+    /// The last rollout result to store.
+    pub last_rollout: Option<RolloutResult>,
+    /// What happened, in order (each becomes an Event and maybe a metric).
+    pub transitions: Vec<Transition>,
+    /// Why the rollout is waiting, for the Progressing condition.
+    pub waiting: Option<String>,
+    /// When to reconcile again at the latest, while a rollout runs.
+    pub requeue_after: Option<Duration>,
+}
+
+/// The canary Deployment to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanaryPlan {
+    /// Its model.
+    pub model: ModelRef,
+    /// Its replicas.
+    pub replicas: i32,
+    /// The step's weight in percent.
+    pub weight: i32,
+}
+
+/// A state change worth an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The first version was deployed.
+    Deployed {
+        /// Its version.
+        version: String,
+    },
+    /// The stable Deployment was moved to a new version directly (no canary steps).
+    Updated {
+        /// The version before.
+        from: String,
+        /// The version now.
+        to: String,
+    },
+    /// A canary rollout began.
+    RolloutStarted {
+        /// The serving version.
+        from: String,
+        /// The canary version.
+        to: String,
+    },
+    /// The canary is being scaled to a step's weight.
+    StepStarted {
+        /// 1-based step number.
+        step: usize,
+        /// Of how many.
+        of: usize,
+        /// The weight in percent.
+        weight: i32,
+    },
+    /// A step's analysis passed.
+    StepPassed {
+        /// 1-based step number.
+        step: usize,
+        /// The numbers.
+        summary: String,
+    },
+    /// Every step passed; the stable pods are moving to the canary version.
+    Promoting {
+        /// The version being promoted.
+        version: String,
+    },
+    /// The new version serves everywhere.
+    Promoted {
+        /// The version before.
+        from: String,
+        /// The version now.
+        to: String,
+    },
+    /// The canary was removed.
+    RolledBack {
+        /// The version that failed.
+        version: String,
+        /// The version still serving.
+        serving: String,
+        /// Why.
+        reason: String,
+    },
+    /// The rollout stopped because the model source moved.
+    Aborted {
+        /// The version that was being rolled out.
+        version: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Transition {
+    /// The Event reason (`PascalCase`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Deployed { .. } => "ModelDeployed",
+            Self::Updated { .. } => "ModelUpdated",
+            Self::RolloutStarted { .. } => "RolloutStarted",
+            Self::StepStarted { .. } => "CanaryStepStarted",
+            Self::StepPassed { .. } => "CanaryStepPassed",
+            Self::Promoting { .. } => "CanaryPromoting",
+            Self::Promoted { .. } => "RolloutPromoted",
+            Self::RolledBack { .. } => "RolloutRolledBack",
+            Self::Aborted { .. } => "RolloutAborted",
+        }
+    }
+
+    /// True for transitions users should look at (Warning events).
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Self::RolledBack { .. } | Self::Aborted { .. })
+    }
+
+    /// The Event note.
+    pub fn note(&self) -> String {
+        match self {
+            Self::Deployed { version } => format!("serving model version {version}"),
+            Self::Updated { from, to } => format!("updating model version {from} → {to} in place"),
+            Self::RolloutStarted { from, to } => {
+                format!("canary rollout of model version {to} started (serving {from})")
+            }
+            Self::StepStarted { step, of, weight } => {
+                format!("canary step {step}/{of}: {weight}% of pods on the new version")
+            }
+            Self::StepPassed { step, summary } => format!("canary step {step} passed: {summary}"),
+            Self::Promoting { version } => {
+                format!("all canary steps passed; moving stable pods to model version {version}")
+            }
+            Self::Promoted { from, to } => format!("model version {to} promoted (was {from})"),
+            Self::RolledBack {
+                version,
+                serving,
+                reason,
+            } => format!("model version {version} rolled back, still serving {serving}: {reason}"),
+            Self::Aborted { version, reason } => {
+                format!("rollout of model version {version} aborted: {reason}")
+            }
+        }
+    }
+
+    /// The outcome label of `auralguard_operator_rollouts_total`, for transitions that end or
+    /// start a rollout.
+    pub fn rollout_metric(&self) -> Option<&'static str> {
+        match self {
+            Self::RolloutStarted { .. } => Some("started"),
+            Self::Promoted { .. } => Some("promoted"),
+            Self::RolledBack { .. } => Some("rolled_back"),
+            Self::Aborted { .. } => Some("aborted"),
+            Self::Updated { .. } => Some("updated_in_place"),
+            _ => None,
+        }
+    }
+}
+
+fn decided(d: Decision) -> Outcome {
+    Outcome::Decided(Box::new(d))
+}
+
+/// The state machine's single step.
+pub fn decide(input: &Input<'_>) -> Outcome {
+    let serving = serving_of(input.status);
+    match input.status.rollout.as_ref() {
+        None => decided(steady(input, serving)),
+        Some(r) => in_rollout(input, r),
+    }
+}
+
+/// The serving model recorded in status.
+fn serving_of(status: &AudioDetectorStatus) -> Option<ModelRef> {
+    Some(ModelRef {
+        uri: status.serving_model.clone()?,
+        version: status.serving_version.clone()?,
+    })
+}
+
+/// No rollout in progress: keep serving, deploy the first version, or start a rollout.
+fn steady(input: &Input<'_>, serving: Option<ModelRef>) -> Decision {
+    let last = input.status.last_rollout.clone();
+    let fixed = fixed_replicas(input.scale);
+    match (serving, input.desired) {
+        (None, None) => Decision {
+            last_rollout: last,
+            waiting: Some("waiting for the model source to resolve".into()),
+            ..Decision::default()
+        },
+        (None, Some(d)) => Decision {
+            serving: Some(d.clone()),
+            stable_model: Some(d.clone()),
+            stable_replicas: fixed,
+            last_rollout: last,
+            transitions: vec![Transition::Deployed {
+                version: d.version.clone(),
+            }],
+            ..Decision::default()
+        },
+        (Some(s), desired) => {
+            let keep = Decision {
+                serving: Some(s.clone()),
+                stable_model: Some(s.clone()),
+                stable_replicas: fixed,
+                last_rollout: last.clone(),
+                ..Decision::default()
+            };
+            let Some(d) = desired.filter(|d| d.uri != s.uri) else {
+                return keep;
+            };
+            let blocked = last
+                .as_ref()
+                .is_some_and(|l| l.outcome == RolloutOutcome::RolledBack && l.model == d.uri);
+            if blocked {
+                return keep;
+            }
+            if input.policy.steps.is_empty() || input.scale == Scale::Fixed(0) {
+                return Decision {
+                    serving: Some(d.clone()),
+                    stable_model: Some(d.clone()),
+                    transitions: vec![Transition::Updated {
+                        from: s.version.clone(),
+                        to: d.version.clone(),
+                    }],
+                    ..keep
+                };
+            }
+            start(input, &s, d, last, Vec::new())
+        }
+    }
+}
+
+/// Begins a canary rollout from `stable` to `canary` at step 1.
+fn start(
+    input: &Input<'_>,
+    stable: &ModelRef,
+    canary: &ModelRef,
+    last: Option<RolloutResult>,
+    mut transitions: Vec<Transition>,
+) -> Decision {
+    let now = Time(input.now);
+    let state = RolloutState {
+        stable_model: stable.uri.clone(),
+        stable_version: stable.version.clone(),
+        canary_model: canary.uri.clone(),
+        canary_version: canary.version.clone(),
+        step: 0,
+        phase: RolloutPhase::Scaling,
+        started_at: now.clone(),
+        phase_started_at: now,
+        baseline: None,
+    };
+    transitions.push(Transition::RolloutStarted {
+        from: stable.version.clone(),
+        to: canary.version.clone(),
+    });
+    transitions.push(step_started(input.policy, 0));
+    let mut d = plan(input, &state, last);
+    d.transitions = transitions;
+    d.waiting = Some(format!(
+        "waiting for canary pods of version {}",
+        canary.version
+    ));
+    d.requeue_after = Some(input.check_interval);
+    d
+}
+
+fn step_started(policy: &Policy, step: usize) -> Transition {
+    Transition::StepStarted {
+        step: step + 1,
+        of: policy.steps.len(),
+        weight: policy.steps.get(step).map_or(100, |s| s.weight),
+    }
+}
+
+/// The Deployments a rollout state implies.
+fn plan(input: &Input<'_>, state: &RolloutState, last: Option<RolloutResult>) -> Decision {
+    let stable = ModelRef {
+        uri: state.stable_model.clone(),
+        version: state.stable_version.clone(),
+    };
+    let canary = ModelRef {
+        uri: state.canary_model.clone(),
+        version: state.canary_version.clone(),
+    };
+    let step = usize::try_from(state.step).unwrap_or(0);
+    let weight = input
+        .policy
+        .steps
+        .get(step)
+        .or(input.policy.steps.last())
+        .map_or(100, |s| s.weight);
+    let split = split_replicas(input.scale, weight);
+    let promoting = state.phase == RolloutPhase::Promoting;
+    Decision {
+        serving: Some(stable.clone()),
+        stable_model: Some(if promoting { canary.clone() } else { stable }),
+        stable_replicas: if promoting {
+            fixed_replicas(input.scale)
+        } else {
+            split.stable
+        },
+        canary: Some(CanaryPlan {
+            model: canary,
+            replicas: split.canary,
+            weight,
+        }),
+        rollout: Some(state.clone()),
+        last_rollout: last,
+        ..Decision::default()
+    }
+}
+
+fn fixed_replicas(scale: Scale) -> Option<i32> {
+    match scale {
+        Scale::Fixed(n) => Some(n),
+        Scale::Autoscaled { .. } => None,
+    }
+}
+
+/// A rollout is in progress: supersede, abort, or advance it.
+fn in_rollout(input: &Input<'_>, r: &RolloutState) -> Outcome {
+    let last = input.status.last_rollout.clone();
+    let stable = ModelRef {
+        uri: r.stable_model.clone(),
+        version: r.stable_version.clone(),
+    };
+    if let Some(d) = input.desired {
+        if d.uri == r.stable_model {
+            let reason = "the model source points back to the serving version".to_string();
+            return decided(Decision {
+                serving: Some(stable.clone()),
+                stable_model: Some(stable),
+                stable_replicas: fixed_replicas(input.scale),
+                last_rollout: Some(result(input, r, RolloutOutcome::Aborted, &reason)),
+                transitions: vec![Transition::Aborted {
+                    version: r.canary_version.clone(),
+                    reason,
+                }],
+                ..Decision::default()
+            });
+        }
+        if d.uri != r.canary_model {
+            let reason = format!("superseded by model version {}", d.version);
+            let aborted = Transition::Aborted {
+                version: r.canary_version.clone(),
+                reason: reason.clone(),
+            };
+            let last = Some(result(input, r, RolloutOutcome::Aborted, &reason));
+            return decided(start(input, &stable, d, last, vec![aborted]));
+        }
+    }
+    let steps = input.policy.steps.len();
+    let step = usize::try_from(r.step).unwrap_or(0);
+    match r.phase {
+        RolloutPhase::Scaling if step >= steps => decided(promote(input, r, last, vec![])),
+        RolloutPhase::Scaling => scaling(input, r, last),
+        RolloutPhase::Analyzing => analyzing(input, r, last, step),
+        RolloutPhase::Promoting => decided(promoting(input, r, last)),
+    }
+}
+
+/// Waiting for the canary to be ready at the step's weight; then open the window.
+fn scaling(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -> Outcome {
+    let d = plan(input, r, last.clone());
+    let Some(canary_plan) = d.canary.clone() else {
+        return decided(d);
+    };
+    let ready = input
+        .canary
+        .is_some_and(|c| c.serves(&r.canary_model, Some(canary_plan.replicas)));
+    if ready {
+        let Some(metrics) = input.metrics else {
+            return Outcome::NeedMetrics;
+        };
+        let mut next = r.clone();
+        next.phase = RolloutPhase::Analyzing;
+        next.phase_started_at = Time(input.now);
+        next.baseline = Some(metrics.clone());
+        let mut d = plan(input, &next, last);
+        d.waiting = Some(format!(
+            "observing the canary at {}% for {}",
+            canary_plan.weight,
+            human(pause_of(input.policy, r))
+        ));
+        d.requeue_after = Some(pause_of(input.policy, r));
+        return decided(d);
+    }
+    if elapsed(input.now, &r.phase_started_at) > input.policy.progress_deadline {
+        return decided(rollback(
+            input,
+            r,
+            format!(
+                "canary pods were not ready within {}",
+                human(input.policy.progress_deadline)
+            ),
+        ));
+    }
+    decided(Decision {
+        waiting: Some(format!(
+            "waiting for {} canary pod(s) of version {} to be ready",
+            canary_plan.replicas, r.canary_version
+        )),
+        requeue_after: Some(input.check_interval),
+        ..d
+    })
+}
+
+fn pause_of(policy: &Policy, r: &RolloutState) -> Duration {
+    usize::try_from(r.step)
+        .ok()
+        .and_then(|i| policy.steps.get(i))
+        .map_or(Duration::ZERO, |s| s.pause.into())
+}
+
+/// The window is open; at the end of the pause, judge it.
+fn analyzing(
+    input: &Input<'_>,
+    r: &RolloutState,
+    last: Option<RolloutResult>,
+    step: usize,
+) -> Outcome {
+    let pause = pause_of(input.policy, r);
+    let waited = elapsed(input.now, &r.phase_started_at);
+    if waited < pause {
+        let mut d = plan(input, r, last);
+        d.waiting = Some(format!(
+            "observing the canary at {}% ({} left)",
+            d.canary.as_ref().map_or(100, |c| c.weight),
+            human(pause - waited)
+        ));
+        d.requeue_after = Some(pause - waited);
+        return decided(d);
+    }
+    let Some(metrics) = input.metrics else {
+        return Outcome::NeedMetrics;
+    };
+    let baseline = r.baseline.clone().unwrap_or_default();
+    let window = analysis::window(&baseline, metrics);
+    let summary = match analysis::judge(&window, &input.policy.analysis) {
+        Verdict::Pass(summary) => summary,
+        Verdict::Fail(reason) => {
+            return decided(rollback(
+                input,
+                r,
+                format!("canary analysis failed at step {}: {reason}", step + 1),
+            ))
+        }
+        Verdict::Insufficient { seen, needed } => {
+            let why = format!("{seen} of the {needed} requests needed to judge the canary");
+            match input.policy.analysis.insufficient_traffic {
+                InsufficientTraffic::Pass => format!("passed without enough traffic ({why})"),
+                InsufficientTraffic::Fail => {
+                    return decided(rollback(
+                        input,
+                        r,
+                        format!("canary analysis failed at step {}: only {why}", step + 1),
+                    ))
+                }
+                InsufficientTraffic::Wait => {
+                    let mut d = plan(input, r, last);
+                    d.waiting = Some(format!("waiting for traffic: {why}"));
+                    d.requeue_after = Some(input.check_interval);
+                    return decided(d);
+                }
+            }
+        }
+    };
+    let passed = Transition::StepPassed {
+        step: step + 1,
+        summary,
+    };
+    if step + 1 < input.policy.steps.len() {
+        let mut next = r.clone();
+        next.step += 1;
+        next.phase = RolloutPhase::Scaling;
+        next.phase_started_at = Time(input.now);
+        next.baseline = None;
+        let mut d = plan(input, &next, last);
+        d.transitions = vec![passed, step_started(input.policy, step + 1)];
+        d.waiting = Some(format!("waiting for canary pods of step {}", step + 2));
+        d.requeue_after = Some(input.check_interval);
+        return decided(d);
+    }
+    decided(promote(input, r, last, vec![passed]))
+}
+
+/// Enters the Promoting phase.
+fn promote(
+    input: &Input<'_>,
+    r: &RolloutState,
+    last: Option<RolloutResult>,
+    mut transitions: Vec<Transition>,
+) -> Decision {
+    let mut next = r.clone();
+    next.phase = RolloutPhase::Promoting;
+    next.phase_started_at = Time(input.now);
+    next.baseline = None;
+    transitions.push(Transition::Promoting {
+        version: r.canary_version.clone(),
+    });
+    let mut d = plan(input, &next, last);
+    d.transitions = transitions;
+    d.waiting = Some(format!(
+        "moving stable pods to model version {}",
+        r.canary_version
+    ));
+    d.requeue_after = Some(input.check_interval);
+    d
+}
+
+/// The stable Deployment is moving to the new version; finish when it is all there.
+fn promoting(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -> Decision {
+    let done = input
+        .stable
+        .is_some_and(|s| s.serves(&r.canary_model, fixed_replicas(input.scale)));
+    if done {
+        let new = ModelRef {
+            uri: r.canary_model.clone(),
+            version: r.canary_version.clone(),
+        };
+        return Decision {
+            serving: Some(new.clone()),
+            stable_model: Some(new),
+            stable_replicas: fixed_replicas(input.scale),
+            last_rollout: Some(result(
+                input,
+                r,
+                RolloutOutcome::Promoted,
+                "every canary step passed",
+            )),
+            transitions: vec![Transition::Promoted {
+                from: r.stable_version.clone(),
+                to: r.canary_version.clone(),
+            }],
+            ..Decision::default()
+        };
+    }
+    if elapsed(input.now, &r.phase_started_at) > input.policy.progress_deadline {
+        return rollback(
+            input,
+            r,
+            format!(
+                "stable pods did not become ready on the new version within {}",
+                human(input.policy.progress_deadline)
+            ),
+        );
+    }
+    let mut d = plan(input, r, last);
+    d.waiting = Some(format!(
+        "moving stable pods to model version {}",
+        r.canary_version
+    ));
+    d.requeue_after = Some(input.check_interval);
+    d
+}
+
+/// Removes the canary, keeps (or restores) the stable version and records why.
+fn rollback(input: &Input<'_>, r: &RolloutState, reason: String) -> Decision {
+    let stable = ModelRef {
+        uri: r.stable_model.clone(),
+        version: r.stable_version.clone(),
+    };
+    Decision {
+        serving: Some(stable.clone()),
+        stable_model: Some(stable),
+        stable_replicas: fixed_replicas(input.scale),
+        last_rollout: Some(result(input, r, RolloutOutcome::RolledBack, &reason)),
+        transitions: vec![Transition::RolledBack {
+            version: r.canary_version.clone(),
+            serving: r.stable_version.clone(),
+            reason,
+        }],
+        ..Decision::default()
+    }
+}
+
+fn result(
+    input: &Input<'_>,
+    r: &RolloutState,
+    outcome: RolloutOutcome,
+    message: &str,
+) -> RolloutResult {
+    RolloutResult {
+        outcome,
+        model: r.canary_model.clone(),
+        version: r.canary_version.clone(),
+        from_version: r.stable_version.clone(),
+        message: message.to_string(),
+        finished_at: Time(input.now),
+    }
+}
+
+/// Time from `since` to `now`, zero if the clock went backwards.
+fn elapsed(now: Timestamp, since: &Time) -> Duration {
+    let d = now.duration_since(since.0);
+    if d.is_negative() {
+        Duration::ZERO
+    } else {
+        d.unsigned_abs()
+    }
+}
+
+/// `90s` → `1m30s`, for messages.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,586 @@
+//! Unit tests of the rollout state machine, driven by a tiny simulator that plays the parts of
+//! the Deployment controller (pods become ready as planned), the clock and the canary's traffic.
+
+use super::*;
+use auralguard_crds::{BucketCount, PodCounters};
+
+fn v(n: u32) -> ModelRef {
+    ModelRef::registry("deepfake", &n.to_string())
+}
+
+fn step(weight: i32, pause_secs: u64) -> CanaryStep {
+    CanaryStep {
+        weight,
+        pause: Duration::from_secs(pause_secs).into(),
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        steps: vec![step(10, 60), step(50, 120)],
+        analysis: AnalysisSpec {
+            max_error_rate: 0.05,
+            max_p99_latency: Duration::from_secs(1).into(),
+            min_requests: 20,
+            ..AnalysisSpec::default()
+        },
+        progress_deadline: Duration::from_secs(600),
+    }
+}
+
+fn t0() -> Timestamp {
+    "2030-01-01T00:00:00Z".parse().unwrap()
+}
+
+/// Traffic the canary serves per observation window.
+#[derive(Clone, Copy)]
+struct Traffic {
+    requests: i64,
+    errors: i64,
+    slow: i64,
+}
+
+const GOOD: Traffic = Traffic {
+    requests: 100,
+    errors: 1,
+    slow: 0,
+};
+const ERRORS: Traffic = Traffic {
+    requests: 100,
+    errors: 20,
+    slow: 0,
+};
+const SLOW: Traffic = Traffic {
+    requests: 100,
+    errors: 0,
+    slow: 10,
+};
+const QUIET: Traffic = Traffic {
+    requests: 3,
+    errors: 0,
+    slow: 0,
+};
+
+/// Plays the cluster around the state machine, the way reconcile does: it stores each decision
+/// into status, makes Deployments match the plan (ready at once unless `stuck`), and hands out
+/// cumulative canary counters.
+struct Sim {
+    status: AudioDetectorStatus,
+    policy: Policy,
+    scale: Scale,
+    now: Timestamp,
+    stable: Option<PodSet>,
+    canary: Option<PodSet>,
+    counters: PodCounters,
+    traffic: Traffic,
+    stuck: bool,
+    stable_stuck: bool,
+    /// Serialise and re-read status between reconciles, as a restarted operator would.
+    restart_every_time: bool,
+    log: Vec<Transition>,
+    scrapes: usize,
+}
+
+impl Sim {
+    fn new(serving: Option<ModelRef>) -> Self {
+        let mut status = AudioDetectorStatus::default();
+        if let Some(s) = serving {
+            status.serving_model = Some(s.uri.clone());
+            status.serving_version = Some(s.version.clone());
+        }
+        let stable = status.serving_model.clone().map(|m| PodSet {
+            model: Some(m),
+            replicas: 4,
+            ready: 4,
+            rolled_out: true,
+        });
+        Self {
+            status,
+            policy: policy(),
+            scale: Scale::Fixed(4),
+            now: t0(),
+            stable,
+            canary: None,
+            counters: PodCounters {
+                pod: "canary-0".into(),
+                ..PodCounters::default()
+            },
+            traffic: GOOD,
+            stuck: false,
+            stable_stuck: false,
+            restart_every_time: false,
+            log: Vec::new(),
+            scrapes: 0,
+        }
+    }
+
+    fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            pods: vec![self.counters.clone()],
+        }
+    }
+
+    /// One reconcile: decide (scraping when asked), then apply the decision.
+    fn reconcile(&mut self, desired: Option<&ModelRef>) -> Decision {
+        if self.restart_every_time {
+            let json = serde_json::to_string(&self.status).unwrap();
+            self.status = serde_json::from_str(&json).unwrap();
+        }
+        let snapshot = self.snapshot();
+        let mut input = Input {
+            now: self.now,
+            status: &self.status,
+            desired,
+            policy: &self.policy,
+            scale: self.scale,
+            stable: self.stable.as_ref(),
+            canary: self.canary.as_ref(),
+            metrics: None,
+            check_interval: Duration::from_secs(10),
+        };
+        let decision = match decide(&input) {
+            Outcome::Decided(d) => *d,
+            Outcome::NeedMetrics => {
+                self.scrapes += 1;
+                input.metrics = Some(&snapshot);
+                match decide(&input) {
+                    Outcome::Decided(d) => *d,
+                    Outcome::NeedMetrics => panic!("asked for metrics twice"),
+                }
+            }
+        };
+        self.apply(&decision);
+        decision
+    }
+
+    fn apply(&mut self, d: &Decision) {
+        self.status.serving_model = d.serving.as_ref().map(|m| m.uri.clone());
+        self.status.serving_version = d.serving.as_ref().map(|m| m.version.clone());
+        self.status.rollout = d.rollout.clone();
+        self.status.last_rollout = d.last_rollout.clone();
+        self.log.extend(d.transitions.iter().cloned());
+        let ready = |model: &ModelRef, replicas: Option<i32>, stuck: bool| {
+            let r = replicas.unwrap_or(4);
+            PodSet {
+                model: Some(model.uri.clone()),
+                replicas: r,
+                ready: if stuck { 0 } else { r },
+                rolled_out: !stuck,
+            }
+        };
+        self.stable = d
+            .stable_model
+            .as_ref()
+            .map(|m| ready(m, d.stable_replicas, self.stable_stuck));
+        self.canary = d
+            .canary
+            .as_ref()
+            .map(|c| ready(&c.model, Some(c.replicas), self.stuck));
+    }
+
+    /// Lets `secs` pass while the canary serves one window of traffic.
+    fn wait(&mut self, secs: i64) {
+        self.now += k8s_openapi::jiff::SignedDuration::from_secs(secs);
+        if self.canary.is_some() {
+            let t = self.traffic;
+            self.counters.requests += t.requests;
+            self.counters.errors += t.errors;
+            let fast =
+                self.counters.latency_buckets.first().map_or(0, |b| b.count) + t.requests - t.slow;
+            self.counters.latency_buckets = vec![
+                BucketCount {
+                    le: "0.5".into(),
+                    count: fast,
+                },
+                BucketCount {
+                    le: "5".into(),
+                    count: self.counters.requests,
+                },
+                BucketCount {
+                    le: "+Inf".into(),
+                    count: self.counters.requests,
+                },
+            ];
+        }
+    }
+
+    fn reasons(&self) -> Vec<&'static str> {
+        self.log.iter().map(Transition::reason).collect()
+    }
+}
+
+#[test]
+fn split_replicas_follows_the_weight() {
+    let f = |n, w| {
+        let s = split_replicas(Scale::Fixed(n), w);
+        (s.stable.unwrap(), s.canary)
+    };
+    assert_eq!(f(10, 10), (9, 1));
+    assert_eq!(f(10, 25), (7, 3));
+    assert_eq!(f(4, 50), (2, 2));
+    assert_eq!(f(4, 10), (3, 1), "ceil gives the canary at least one pod");
+    assert_eq!(
+        f(1, 10),
+        (1, 1),
+        "both sides keep a pod while a canary runs"
+    );
+    assert_eq!(f(3, 100), (1, 3));
+    let a = |current, w| split_replicas(Scale::Autoscaled { current }, w);
+    assert_eq!(
+        a(4, 20),
+        Split {
+            stable: None,
+            canary: 1
+        }
+    );
+    assert_eq!(
+        a(4, 50),
+        Split {
+            stable: None,
+            canary: 4
+        }
+    );
+    assert_eq!(
+        a(6, 25),
+        Split {
+            stable: None,
+            canary: 2
+        }
+    );
+    assert_eq!(
+        a(4, 100),
+        Split {
+            stable: None,
+            canary: 4
+        }
+    );
+}
+
+#[test]
+fn first_version_is_deployed_directly() {
+    let mut sim = Sim::new(None);
+    let d = sim.reconcile(None);
+    assert_eq!(d.stable_model, None);
+    assert!(d.waiting.is_some());
+    let d = sim.reconcile(Some(&v(1)));
+    assert_eq!(d.stable_model, Some(v(1)));
+    assert_eq!(d.stable_replicas, Some(4));
+    assert_eq!(d.serving, Some(v(1)));
+    assert_eq!(d.canary, None);
+    assert_eq!(sim.reasons(), ["ModelDeployed"]);
+}
+
+#[test]
+fn nothing_changes_when_nothing_changed() {
+    let mut sim = Sim::new(Some(v(1)));
+    let first = sim.reconcile(Some(&v(1)));
+    let second = sim.reconcile(Some(&v(1)));
+    assert_eq!(first, second);
+    assert!(first.transitions.is_empty());
+    assert_eq!(first.requeue_after, None);
+    // A failed resolution keeps serving what was serving.
+    assert_eq!(sim.reconcile(None).stable_model, Some(v(1)));
+}
+
+#[test]
+fn without_steps_a_new_version_updates_in_place() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.policy.steps.clear();
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.stable_model, Some(v(2)));
+    assert_eq!(d.canary, None);
+    assert_eq!(d.rollout, None);
+    assert_eq!(sim.reasons(), ["ModelUpdated"]);
+}
+
+/// Drives a whole successful rollout and returns the simulator.
+fn full_rollout(restart_every_time: bool) -> Sim {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.restart_every_time = restart_every_time;
+
+    // The alias moves: a canary at 10% (1 of 4 pods), stable keeps 3.
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.reasons(), ["RolloutStarted", "CanaryStepStarted"]);
+    assert_eq!(
+        d.canary,
+        Some(CanaryPlan {
+            model: v(2),
+            replicas: 1,
+            weight: 10
+        })
+    );
+    assert_eq!(
+        (d.stable_model.clone(), d.stable_replicas),
+        (Some(v(1)), Some(3))
+    );
+    assert_eq!(d.serving, Some(v(1)));
+    assert_eq!(sim.scrapes, 0, "the canary was not ready yet");
+
+    // Canary ready: the baseline is scraped and the window opens.
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.scrapes, 1);
+    let r = d.rollout.clone().unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
+    assert_eq!(r.baseline, Some(sim.snapshot()));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
+
+    // Half-way through the pause: nothing to judge yet, no scrape.
+    sim.wait(30);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.scrapes, 1);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(30)));
+    assert!(d.transitions.is_empty());
+
+    // Pause over: the window is judged, step 2 begins at 50% (2 of 4).
+    sim.wait(30);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.scrapes, 2);
+    assert_eq!(
+        d.canary,
+        Some(CanaryPlan {
+            model: v(2),
+            replicas: 2,
+            weight: 50
+        })
+    );
+    assert_eq!(d.stable_replicas, Some(2));
+    let r = d.rollout.clone().unwrap();
+    assert_eq!(
+        (r.step, r.phase, r.baseline),
+        (1, RolloutPhase::Scaling, None)
+    );
+
+    sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.scrapes, 3);
+    sim.wait(120);
+    // Last step passes: stable moves to v2 at full size, the canary stays until it has.
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.stable_model, Some(v(2)));
+    assert_eq!(d.stable_replicas, Some(4));
+    assert!(d.canary.is_some());
+    assert_eq!(d.serving, Some(v(1)));
+    assert_eq!(d.rollout.as_ref().unwrap().phase, RolloutPhase::Promoting);
+
+    // Stable rolled out: promoted, the canary goes away.
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.serving, Some(v(2)));
+    assert_eq!(d.canary, None);
+    assert_eq!(d.rollout, None);
+    let last = d.last_rollout.clone().unwrap();
+    assert_eq!(last.outcome, RolloutOutcome::Promoted);
+    assert_eq!(
+        (last.version.as_str(), last.from_version.as_str()),
+        ("2", "1")
+    );
+    assert_eq!(
+        sim.reasons(),
+        [
+            "RolloutStarted",
+            "CanaryStepStarted",
+            "CanaryStepPassed",
+            "CanaryStepStarted",
+            "CanaryStepPassed",
+            "CanaryPromoting",
+            "RolloutPromoted"
+        ]
+    );
+    // And then it is steady.
+    let d = sim.reconcile(Some(&v(2)));
+    assert!(d.transitions.is_empty());
+    assert_eq!(d.requeue_after, None);
+    sim
+}
+
+#[test]
+fn alias_change_rolls_out_step_by_step_and_promotes() {
+    full_rollout(false);
+}
+
+#[test]
+fn a_restarted_operator_continues_from_status_alone() {
+    // Every reconcile starts from status re-read from JSON, as after a restart: same decisions,
+    // same transitions, same scrapes.
+    let remembered = full_rollout(false);
+    let restarted = full_rollout(true);
+    assert_eq!(remembered.log, restarted.log);
+    assert_eq!(remembered.status, restarted.status);
+    assert_eq!(remembered.scrapes, restarted.scrapes);
+}
+
+#[test]
+fn failing_analysis_rolls_back_and_blocks_that_version() {
+    for (traffic, why) in [(ERRORS, "error rate 20.00%"), (SLOW, "p99 latency")] {
+        let mut sim = Sim::new(Some(v(1)));
+        sim.traffic = traffic;
+        sim.reconcile(Some(&v(2)));
+        sim.reconcile(Some(&v(2)));
+        sim.wait(60);
+        let d = sim.reconcile(Some(&v(2)));
+        assert_eq!(d.canary, None);
+        assert_eq!(d.rollout, None);
+        assert_eq!(
+            (d.serving.clone(), d.stable_model.clone()),
+            (Some(v(1)), Some(v(1)))
+        );
+        assert_eq!(d.stable_replicas, Some(4));
+        let last = d.last_rollout.clone().unwrap();
+        assert_eq!(last.outcome, RolloutOutcome::RolledBack);
+        assert!(last.message.contains(why), "{}", last.message);
+        assert!(
+            last.message.starts_with("canary analysis failed at step 1"),
+            "{}",
+            last.message
+        );
+        assert!(matches!(
+            sim.log.last(),
+            Some(Transition::RolledBack { .. })
+        ));
+        assert!(sim.log.last().unwrap().is_warning());
+
+        // The alias still points at v2: no second attempt.
+        let d = sim.reconcile(Some(&v(2)));
+        assert!(d.transitions.is_empty());
+        assert_eq!(d.canary, None);
+        // A newer version is tried.
+        sim.reconcile(Some(&v(3)));
+        assert_eq!(sim.status.rollout.as_ref().unwrap().canary_version, "3");
+    }
+}
+
+#[test]
+fn a_canary_that_never_gets_ready_is_rolled_back_after_the_deadline() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.stuck = true;
+    sim.reconcile(Some(&v(2)));
+    sim.wait(599);
+    let d = sim.reconcile(Some(&v(2)));
+    assert!(d.rollout.is_some(), "still within the deadline");
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(10)));
+    sim.wait(2);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.rollout, None);
+    assert_eq!(
+        d.last_rollout.unwrap().message,
+        "canary pods were not ready within 10m"
+    );
+    assert_eq!(sim.scrapes, 0);
+}
+
+#[test]
+fn insufficient_traffic_waits_passes_or_fails_as_configured() {
+    let run = |mode| {
+        let mut sim = Sim::new(Some(v(1)));
+        sim.policy.analysis.insufficient_traffic = mode;
+        sim.traffic = QUIET;
+        sim.reconcile(Some(&v(2)));
+        sim.reconcile(Some(&v(2)));
+        sim.wait(60);
+        (sim.reconcile(Some(&v(2))), sim)
+    };
+    let (d, mut sim) = run(InsufficientTraffic::Wait);
+    let r = d.rollout.clone().unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
+    assert_eq!(
+        d.waiting.as_deref(),
+        Some("waiting for traffic: 3 of the 20 requests needed to judge the canary")
+    );
+    // The window stays open (same baseline) until enough requests arrived: 3 → 6 → … → 21.
+    sim.traffic = Traffic {
+        requests: 6,
+        errors: 0,
+        slow: 0,
+    };
+    for _ in 0..3 {
+        sim.wait(10);
+        sim.reconcile(Some(&v(2)));
+    }
+    assert_eq!(sim.status.rollout.as_ref().unwrap().step, 1);
+
+    let (d, _) = run(InsufficientTraffic::Pass);
+    assert_eq!(d.rollout.unwrap().step, 1);
+    let (d, _) = run(InsufficientTraffic::Fail);
+    assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::RolledBack);
+}
+
+#[test]
+fn pointing_the_alias_back_aborts_and_a_newer_version_supersedes() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.reconcile(Some(&v(2)));
+    let d = sim.reconcile(Some(&v(1)));
+    assert_eq!(d.rollout, None);
+    assert_eq!(d.canary, None);
+    assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::Aborted);
+
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    let d = sim.reconcile(Some(&v(3)));
+    let r = d.rollout.unwrap();
+    assert_eq!(
+        (r.canary_version.as_str(), r.stable_version.as_str(), r.step),
+        ("3", "1", 0)
+    );
+    assert_eq!(r.phase, RolloutPhase::Scaling);
+    assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::Aborted);
+    assert_eq!(
+        sim.reasons()[sim.log.len() - 3..],
+        ["RolloutAborted", "RolloutStarted", "CanaryStepStarted"]
+    );
+}
+
+#[test]
+fn promotion_that_never_completes_rolls_back() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.policy.steps = vec![step(50, 0)];
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    sim.wait(1);
+    // From now on the stable Deployment never finishes moving to a new template.
+    sim.stable_stuck = true;
+    sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        sim.status.rollout.as_ref().unwrap().phase,
+        RolloutPhase::Promoting
+    );
+    sim.wait(600);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.rollout.unwrap().phase,
+        RolloutPhase::Promoting,
+        "still within the deadline"
+    );
+    sim.wait(1);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.stable_model, Some(v(1)));
+    let last = d.last_rollout.unwrap();
+    assert_eq!(last.outcome, RolloutOutcome::RolledBack);
+    assert_eq!(
+        last.message,
+        "stable pods did not become ready on the new version within 10m"
+    );
+}
+
+#[test]
+fn autoscaled_detectors_leave_stable_replicas_to_the_hpa() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.scale = Scale::Autoscaled { current: 6 };
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.stable_replicas, None);
+    assert_eq!(d.canary.unwrap().replicas, 1);
+}
+
+#[test]
+fn zero_replicas_update_in_place() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.scale = Scale::Fixed(0);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.canary, None);
+    assert_eq!(d.stable_model, Some(v(2)));
+}
+
+#[test]
+fn human_durations() {
+    assert_eq!(human(Duration::from_secs(45)), "45s");
+    assert_eq!(human(Duration::from_secs(600)), "10m");
+    assert_eq!(human(Duration::from_secs(90)), "1m30s");
+    assert_eq!(human(Duration::from_secs(7260)), "2h1m");
+}

@@ -1,0 +1,113 @@
+//! Reading the canary pods' `/metrics`.
+//!
+//! Reconcile asks for a scrape only when the rollout state machine needs one (a step's window
+//! opening or closing). [`CanaryMetrics`] hides how: tests return prepared counters, and
+//! [`PodScraper`] lists the detector's ready canary pods and fetches each one's `/metrics` over
+//! plain HTTP from its pod IP (so the operator needs only `list` on pods, not the broader
+//! `pods/proxy`; a NetworkPolicy in front of the detector must admit the operator on port 8080).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auralguard_crds::MetricsSnapshot;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+
+use crate::analysis;
+use crate::builders::{role_selector_labels, selector_string, Role, CONTAINER_PORT};
+use crate::{Error, Result};
+
+/// Scrapes a detector's canary pods.
+#[async_trait]
+pub trait CanaryMetrics: Send + Sync {
+    /// Per-pod counters of every ready canary pod of `detector`, over the analysed `routes`.
+    async fn scrape(
+        &self,
+        namespace: &str,
+        detector: &str,
+        routes: &[String],
+    ) -> Result<MetricsSnapshot>;
+}
+
+/// Scrapes pods directly by IP.
+#[derive(Clone)]
+pub struct PodScraper {
+    client: kube::Client,
+    http: reqwest::Client,
+    port: u16,
+}
+
+impl PodScraper {
+    /// A scraper listing pods through `client`, giving each pod `timeout` to answer.
+    pub fn new(client: kube::Client, timeout: Duration) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| Error::Metrics(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            http,
+            port: CONTAINER_PORT.unsigned_abs().try_into().unwrap_or(8080),
+        })
+    }
+
+    /// Scrapes `port` instead of the server's 8080 (for tests that serve metrics locally).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+}
+
+/// True when the pod is running and its Ready condition is true.
+fn is_ready(pod: &Pod) -> bool {
+    pod.status.as_ref().is_some_and(|s| {
+        s.phase.as_deref() == Some("Running")
+            && s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+#[async_trait]
+impl CanaryMetrics for PodScraper {
+    async fn scrape(
+        &self,
+        namespace: &str,
+        detector: &str,
+        routes: &[String],
+    ) -> Result<MetricsSnapshot> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let selector = selector_string(&role_selector_labels(detector, Role::Canary));
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        let mut snapshot = MetricsSnapshot::default();
+        for pod in list.items.iter().filter(|p| is_ready(p)) {
+            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
+                continue;
+            };
+            let host = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip.to_string()
+            };
+            let url = format!("http://{host}:{}/metrics", self.port);
+            let name = pod.name_any();
+            let text = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| Error::Metrics(format!("scraping pod {name} at {url}: {e}")))?
+                .text()
+                .await
+                .map_err(|e| Error::Metrics(format!("reading pod {name}'s metrics: {e}")))?;
+            snapshot
+                .pods
+                .push(analysis::pod_counters(&name, &text, routes)?);
+        }
+        snapshot.pods.sort_by(|a, b| a.pod.cmp(&b.pod));
+        Ok(snapshot)
+    }
+}

@@ -1,0 +1,792 @@
+//! Reconcile scenarios against a scripted API server (kube's mocked client): every request the
+//! operator makes is asserted — method, path, field manager, body — and answered from a small
+//! simulated cluster, so each test shows exactly what the operator writes and when.
+//!
+//! The simulated cluster stores applied objects the way the API server does (adding defaults,
+//! bumping `metadata.generation`), and the tests play the Deployment controller by marking pods
+//! ready. MLflow, the canary pods' metrics and the clock are deterministic fakes.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auralguard_crds::{AudioDetector, AudioDetectorStatus, Phase, RolloutOutcome, RolloutPhase};
+use auralguard_operator::context::Context;
+use auralguard_operator::reconcile::reconcile;
+use http::{Method, StatusCode};
+use kube::runtime::controller::Action;
+use serde_json::{json, Value};
+use support::{detector, ApiServer, Fakes};
+use tokio::task::JoinHandle;
+
+const STABLE: &str = "/apis/apps/v1/namespaces/voice/deployments/demo";
+const CANARY: &str = "/apis/apps/v1/namespaces/voice/deployments/demo-canary";
+const SERVICE: &str = "/api/v1/namespaces/voice/services/demo";
+const HPA: &str = "/apis/autoscaling/v2/namespaces/voice/horizontalpodautoscalers/demo";
+const PDB: &str = "/apis/policy/v1/namespaces/voice/poddisruptionbudgets/demo";
+const STATUS: &str = "/apis/auralguard.io/v1alpha1/namespaces/voice/audiodetectors/demo/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/voice/events";
+const MONITORING: &str = "/apis/monitoring.coreos.com/v1";
+const MONITOR: &str = "/apis/monitoring.coreos.com/v1/namespaces/voice/servicemonitors/demo";
+
+const DETECTOR: &str = r#"
+apiVersion: auralguard.io/v1alpha1
+kind: AudioDetector
+metadata:
+  name: demo
+  namespace: voice
+  uid: 5f0c1a2b-0000-4000-8000-00000000d3e7
+  generation: 1
+spec:
+  model: {source: "models:/deepfake@champion"}
+  mlflow: {trackingUri: "http://mlflow.mlflow.svc:5000"}
+  replicas: 4
+  rollout:
+    steps:
+    - {weight: 25, pause: 60s}
+    - {weight: 50, pause: 60s}
+    analysis: {maxErrorRate: 0.05, maxP99Latency: 1s, minRequests: 20}
+"#;
+
+/// The cluster as the API server would hold it.
+struct Cluster {
+    det: AudioDetector,
+    objects: BTreeMap<String, Value>,
+}
+
+impl Cluster {
+    fn new(yaml: &str) -> Self {
+        Self {
+            det: detector(yaml),
+            objects: BTreeMap::new(),
+        }
+    }
+
+    /// Starts a reconcile of the detector as it is now.
+    fn reconcile(&self, ctx: &Arc<Context>) -> JoinHandle<auralguard_operator::Result<Action>> {
+        tokio::spawn(reconcile(Arc::new(self.det.clone()), ctx.clone()))
+    }
+
+    /// Answers the reads every reconcile starts with.
+    async fn serve_reads(&self, api: &mut ApiServer) {
+        for path in [STABLE, CANARY, SERVICE, HPA, PDB] {
+            api.expect(Method::GET, path)
+                .await
+                .answer(self.objects.get(path));
+        }
+    }
+
+    /// Expects a server-side apply of `path`, stores the object as the API server would and
+    /// returns what was applied.
+    async fn expect_apply(&mut self, api: &mut ApiServer, path: &str) -> Value {
+        let e = api.expect_apply(path).await;
+        let applied = e.body.clone();
+        assert_eq!(
+            applied["metadata"]["ownerReferences"][0]["uid"],
+            "5f0c1a2b-0000-4000-8000-00000000d3e7",
+            "{path} must be owned by the detector"
+        );
+        let stored = self.store(path, &applied);
+        e.ok(&stored);
+        applied
+    }
+
+    /// Merges an applied object into the stored one, adding what the API server adds.
+    fn store(&mut self, path: &str, applied: &Value) -> Value {
+        let mut obj = applied.clone();
+        let old = self.objects.get(path);
+        // Every apply the operator makes changes something, so the generation moves on.
+        let old_gen = old
+            .and_then(|o| o["metadata"]["generation"].as_i64())
+            .unwrap_or(0);
+        obj["metadata"]["generation"] = json!(old_gen + 1);
+        obj["metadata"]["resourceVersion"] = json!("1");
+        obj["metadata"]["uid"] = json!(format!("uid-{path}"));
+        obj["metadata"]["creationTimestamp"] = json!("2030-01-01T00:00:00Z");
+        if path.contains("/deployments/") {
+            // Server-side defaulting the operator never sets (and must not trip over).
+            obj["spec"]["progressDeadlineSeconds"] = json!(600);
+            obj["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
+            obj["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
+                json!("/dev/termination-log");
+            obj["status"] = old.map(|o| o["status"].clone()).unwrap_or(json!({}));
+        }
+        if path.contains("/services/") {
+            obj["spec"]["clusterIP"] = json!("10.0.0.17");
+            obj["spec"]["sessionAffinity"] = json!("None");
+        }
+        self.objects.insert(path.to_string(), obj.clone());
+        obj
+    }
+
+    /// Plays the Deployment controller: every pod of the Deployment's current template is up.
+    fn pods_ready(&mut self, path: &str) {
+        let obj = self.objects.get_mut(path).expect("deployment exists");
+        let n = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+        obj["status"] = json!({
+            "observedGeneration": obj["metadata"]["generation"],
+            "replicas": n, "readyReplicas": n, "updatedReplicas": n, "availableReplicas": n,
+        });
+    }
+
+    /// Expects the status patch; stores the new status and returns it.
+    async fn expect_status(&mut self, api: &mut ApiServer) -> AudioDetectorStatus {
+        let e = api.expect_apply(STATUS).await;
+        assert_eq!(e.body["apiVersion"], "auralguard.io/v1alpha1");
+        assert_eq!(e.body["kind"], "AudioDetector");
+        let status: AudioDetectorStatus = serde_json::from_value(e.body["status"].clone()).unwrap();
+        self.det.status = Some(status.clone());
+        e.ok(&serde_json::to_value(&self.det).unwrap());
+        status
+    }
+
+    /// Expects the deletion of `path`.
+    async fn expect_delete(&mut self, api: &mut ApiServer, path: &str) {
+        let e = api.expect(Method::DELETE, path).await;
+        assert!(self.objects.remove(path).is_some(), "{path} did not exist");
+        e.ok(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}));
+    }
+}
+
+/// Expects one Event per reason, in order, and returns their notes.
+async fn expect_events(api: &mut ApiServer, reasons: &[(&str, &str)]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (reason, type_) in reasons {
+        let e = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(e.body["reason"], *reason);
+        assert_eq!(e.body["type"], *type_);
+        assert_eq!(e.body["regarding"]["kind"], "AudioDetector");
+        assert_eq!(e.body["regarding"]["name"], "demo");
+        assert_eq!(e.body["reportingController"], "auralguard-operator");
+        notes.push(e.body["note"].as_str().unwrap_or_default().to_string());
+        let body = e.body.clone();
+        e.respond(StatusCode::CREATED, &body);
+    }
+    notes
+}
+
+async fn finish(
+    task: JoinHandle<auralguard_operator::Result<Action>>,
+    api: &mut ApiServer,
+) -> Action {
+    let action = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("reconcile finished")
+        .expect("reconcile did not panic")
+        .expect("reconcile succeeded");
+    api.expect_silence().await;
+    action
+}
+
+fn condition(status: &AudioDetectorStatus, type_: &str) -> (String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.clone(), c.reason.clone())
+}
+
+fn env(deployment: &Value, name: &str) -> Value {
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The alias moves to version 2: one reconcile applies stable and canary, writes status and
+/// reports the rollout's start.
+async fn start_rollout_to_v2(
+    cluster: &mut Cluster,
+    fakes: &Fakes,
+    ctx: &Arc<Context>,
+    api: &mut ApiServer,
+) {
+    fakes.resolver.set("champion", Some("2"));
+    let task = cluster.reconcile(ctx);
+    cluster.serve_reads(api).await;
+    cluster.expect_apply(api, STABLE).await;
+    cluster.expect_apply(api, CANARY).await;
+    cluster.expect_status(api).await;
+    expect_events(
+        api,
+        &[
+            ("RolloutStarted", "Normal"),
+            ("CanaryStepStarted", "Normal"),
+        ],
+    )
+    .await;
+    finish(task, api).await;
+}
+
+/// Creates the detector's objects for version 1 and brings it to Running; returns the context.
+async fn create_and_settle(cluster: &mut Cluster, fakes: &Fakes) -> (Arc<Context>, ApiServer) {
+    let (ctx, mut api) = fakes.context();
+    fakes.resolver.set("champion", Some("1"));
+
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let service = cluster.expect_apply(&mut api, SERVICE).await;
+    assert_eq!(
+        service["spec"]["selector"],
+        json!({"app.kubernetes.io/instance": "demo", "app.kubernetes.io/name": "auralguard"})
+    );
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 4);
+    assert_eq!(
+        env(&stable, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/1"
+    );
+    assert_eq!(
+        env(&stable, "MLFLOW_TRACKING_URI")["value"],
+        "http://mlflow.mlflow.svc:5000"
+    );
+    assert_eq!(
+        stable["spec"]["template"]["metadata"]["labels"]["auralguard.io/role"],
+        "stable"
+    );
+    let pdb = cluster.expect_apply(&mut api, PDB).await;
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.serving_version.as_deref(), Some("1"));
+    assert_eq!(status.serving_model.as_deref(), Some("models:/deepfake/1"));
+    assert_eq!(status.phase, Some(Phase::Pending));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(condition(&status, "ModelResolved").0, "True");
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("False".into(), "Creating".into())
+    );
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("http://demo.voice.svc:8080")
+    );
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/instance=demo,app.kubernetes.io/name=auralguard")
+    );
+    expect_events(&mut api, &[("ModelDeployed", "Normal")]).await;
+    assert_eq!(
+        finish(task, &mut api).await,
+        Action::requeue(Duration::from_secs(60))
+    );
+
+    // The Deployment controller brings the pods up; the next reconcile only reports it.
+    cluster.pods_ready(STABLE);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("True".into(), "PodsReady".into())
+    );
+    assert_eq!(
+        condition(&status, "Progressing"),
+        ("False".into(), "Complete".into())
+    );
+    assert_eq!(condition(&status, "Degraded").0, "False");
+    assert_eq!((status.replicas, status.ready_replicas), (Some(4), Some(4)));
+    finish(task, &mut api).await;
+    (ctx, api)
+}
+
+/// Runs one reconcile that must only read.
+async fn expect_no_writes(cluster: &Cluster, ctx: &Arc<Context>, api: &mut ApiServer) -> Action {
+    let task = cluster.reconcile(ctx);
+    cluster.serve_reads(api).await;
+    finish(task, api).await
+}
+
+#[tokio::test]
+async fn create_then_a_reconcile_without_changes_writes_nothing() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    let writes_before = ctx.metrics.render();
+
+    let action = expect_no_writes(&cluster, &ctx, &mut api).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    expect_no_writes(&cluster, &ctx, &mut api).await;
+    assert_eq!(
+        ctx.metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("auralguard_operator_writes_total"))
+            .collect::<Vec<_>>(),
+        writes_before
+            .lines()
+            .filter(|l| l.starts_with("auralguard_operator_writes_total"))
+            .collect::<Vec<_>>()
+    );
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("auralguard_operator_writes_total{kind=\"Deployment\",verb=\"apply\"} 1"));
+}
+
+#[tokio::test]
+async fn hand_edits_to_owned_objects_are_put_back() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    cluster.objects.get_mut(STABLE).unwrap()["spec"]["replicas"] = json!(9);
+
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 4);
+    // Status reports the 9 pods it saw; the next reconcile sees 4 again.
+    cluster.expect_status(&mut api).await;
+    finish(task, &mut api).await;
+}
+
+#[tokio::test]
+async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+
+    // The alias moves to version 2: a canary with 25% of the pods (1 of 4) starts.
+    fakes.resolver.set("champion", Some("2"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 3);
+    assert_eq!(
+        env(&stable, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/1"
+    );
+    let canary = cluster.expect_apply(&mut api, CANARY).await;
+    assert_eq!(canary["spec"]["replicas"], 1);
+    assert_eq!(
+        env(&canary, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/2"
+    );
+    assert_eq!(
+        canary["spec"]["selector"]["matchLabels"]["auralguard.io/role"],
+        "canary"
+    );
+    assert_eq!(
+        canary["spec"]["template"]["metadata"]["labels"]["auralguard.io/model-version"],
+        "2"
+    );
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.phase, Some(Phase::Progressing));
+    assert_eq!(
+        (status.canary_version.as_deref(), status.canary_weight),
+        (Some("2"), Some(25))
+    );
+    assert_eq!(status.desired_version.as_deref(), Some("2"));
+    assert_eq!(status.serving_version.as_deref(), Some("1"));
+    assert_eq!(
+        condition(&status, "Progressing"),
+        ("True".into(), "CanaryRollout".into())
+    );
+    let r = status.rollout.clone().unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Scaling));
+    let notes = expect_events(
+        &mut api,
+        &[
+            ("RolloutStarted", "Normal"),
+            ("CanaryStepStarted", "Normal"),
+        ],
+    )
+    .await;
+    assert_eq!(notes[1], "canary step 1/2: 25% of pods on the new version");
+    assert_eq!(
+        finish(task, &mut api).await,
+        Action::requeue(Duration::from_secs(10))
+    );
+
+    // Pods come up: the canary's baseline is scraped and the 60 s window opens.
+    cluster.pods_ready(STABLE);
+    cluster.pods_ready(CANARY);
+    fakes.metrics.serve("demo-canary-0", 5, 0);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    let r = status.rollout.clone().unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
+    assert_eq!(r.baseline.unwrap().pods[0].requests, 5);
+    assert_eq!(fakes.metrics.scrapes(), 1);
+    assert_eq!(
+        finish(task, &mut api).await,
+        Action::requeue(Duration::from_secs(60))
+    );
+
+    // Within the pause nothing is judged (and nothing scraped).
+    fakes.clock.advance(20);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_status(&mut api).await; // the "40s left" message
+    assert_eq!(
+        finish(task, &mut api).await,
+        Action::requeue(Duration::from_secs(40))
+    );
+    assert_eq!(fakes.metrics.scrapes(), 1);
+
+    // Pause over, good traffic: step 2 at 50% (2 of 4).
+    fakes.clock.advance(40);
+    fakes.metrics.serve("demo-canary-0", 100, 1);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    assert_eq!(
+        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
+        2
+    );
+    assert_eq!(
+        cluster.expect_apply(&mut api, CANARY).await["spec"]["replicas"],
+        2
+    );
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.canary_weight, Some(50));
+    let notes = expect_events(
+        &mut api,
+        &[
+            ("CanaryStepPassed", "Normal"),
+            ("CanaryStepStarted", "Normal"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        notes[0],
+        "canary step 1 passed: 100 requests, error rate 1.00%, p99 99ms"
+    );
+    finish(task, &mut api).await;
+
+    cluster.pods_ready(STABLE);
+    cluster.pods_ready(CANARY);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_status(&mut api).await;
+    finish(task, &mut api).await;
+
+    // Last step passes: stable moves to version 2 at full size; the canary stays meanwhile.
+    fakes.clock.advance(60);
+    fakes.metrics.serve("demo-canary-0", 50, 0);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 4);
+    assert_eq!(
+        env(&stable, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/2"
+    );
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.rollout.unwrap().phase, RolloutPhase::Promoting);
+    expect_events(
+        &mut api,
+        &[
+            ("CanaryStepPassed", "Normal"),
+            ("CanaryPromoting", "Normal"),
+        ],
+    )
+    .await;
+    finish(task, &mut api).await;
+
+    // Stable rolled out on version 2: promoted, canary deleted.
+    cluster.pods_ready(STABLE);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_delete(&mut api, CANARY).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.serving_version.as_deref(), Some("2"));
+    assert_eq!(
+        (status.rollout.clone(), status.canary_version.clone()),
+        (None, None)
+    );
+    assert_eq!(
+        status.last_rollout.as_ref().unwrap().outcome,
+        RolloutOutcome::Promoted
+    );
+    assert_eq!(status.phase, Some(Phase::Running));
+    let notes = expect_events(&mut api, &[("RolloutPromoted", "Normal")]).await;
+    assert_eq!(notes[0], "model version 2 promoted (was 1)");
+    finish(task, &mut api).await;
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("auralguard_operator_rollouts_total{outcome=\"promoted\"} 1"));
+    assert_eq!(fakes.metrics.scrapes(), 4);
+
+    // Steady again: reads only.
+    expect_no_writes(&cluster, &ctx, &mut api).await;
+}
+
+#[tokio::test]
+async fn a_failing_canary_is_rolled_back_and_marked_degraded() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+
+    start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
+
+    cluster.pods_ready(STABLE);
+    cluster.pods_ready(CANARY);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_status(&mut api).await;
+    finish(task, &mut api).await;
+
+    // 30 of 100 requests fail on the canary.
+    fakes.clock.advance(60);
+    fakes.metrics.serve("demo-canary-0", 100, 30);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 4, "stable gets its pods back");
+    assert_eq!(
+        env(&stable, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/1"
+    );
+    cluster.expect_delete(&mut api, CANARY).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "RolledBack".into())
+    );
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        degraded.message,
+        "canary analysis failed at step 1: error rate 30.00% (30 of 100 requests) exceeds 5.00%"
+    );
+    assert_eq!(status.serving_version.as_deref(), Some("1"));
+    assert_eq!(status.desired_version.as_deref(), Some("2"));
+    let last = status.last_rollout.unwrap();
+    assert_eq!(
+        (last.outcome, last.version.as_str()),
+        (RolloutOutcome::RolledBack, "2")
+    );
+    expect_events(&mut api, &[("RolloutRolledBack", "Warning")]).await;
+    finish(task, &mut api).await;
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("auralguard_operator_rollouts_total{outcome=\"rolled_back\"} 1"));
+
+    // The alias still points at the failed version: no retry, nothing written.
+    cluster.pods_ready(STABLE);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await; // the 4 stable pods are ready again
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    finish(task, &mut api).await;
+    expect_no_writes(&cluster, &ctx, &mut api).await;
+}
+
+#[tokio::test]
+async fn a_restarted_operator_continues_a_rollout_from_status() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
+    cluster.pods_ready(STABLE);
+    cluster.pods_ready(CANARY);
+    fakes.metrics.serve("demo-canary-0", 10, 0);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_status(&mut api).await;
+    finish(task, &mut api).await;
+
+    // The operator restarts mid-window: a new process with nothing in memory. The detector as
+    // stored (round-tripped through JSON) is all it has.
+    drop((ctx, api));
+    let stored = serde_json::to_string(&cluster.det).unwrap();
+    cluster.det = serde_json::from_str(&stored).unwrap();
+    let (ctx, mut api) = fakes.context();
+
+    fakes.clock.advance(61);
+    fakes.metrics.serve("demo-canary-0", 40, 0);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    assert_eq!(
+        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
+        2
+    );
+    assert_eq!(
+        cluster.expect_apply(&mut api, CANARY).await["spec"]["replicas"],
+        2
+    );
+    let status = cluster.expect_status(&mut api).await;
+    let r = status.rollout.unwrap();
+    assert_eq!((r.step, r.phase), (1, RolloutPhase::Scaling));
+    let notes = expect_events(
+        &mut api,
+        &[
+            ("CanaryStepPassed", "Normal"),
+            ("CanaryStepStarted", "Normal"),
+        ],
+    )
+    .await;
+    // The window measured exactly the 40 requests since the baseline taken before the restart.
+    assert!(
+        notes[0].starts_with("canary step 1 passed: 40 requests"),
+        "{}",
+        notes[0]
+    );
+    finish(task, &mut api).await;
+}
+
+#[tokio::test]
+async fn an_mlflow_outage_keeps_serving_and_is_reported_once() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+
+    fakes.resolver.set("champion", None);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(
+        condition(&status, "ModelResolved"),
+        ("False".into(), "ResolutionFailed".into())
+    );
+    assert_eq!(
+        status.phase,
+        Some(Phase::Running),
+        "still serving version 1"
+    );
+    assert_eq!(status.desired_version.as_deref(), Some("1"));
+    let notes = expect_events(&mut api, &[("ModelResolutionFailed", "Warning")]).await;
+    assert!(notes[0].contains("MLflow answered 503"), "{}", notes[0]);
+    assert_eq!(
+        finish(task, &mut api).await,
+        Action::requeue(Duration::from_secs(30))
+    );
+
+    // Still down: no new status, no new event.
+    let action = expect_no_writes(&cluster, &ctx, &mut api).await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+
+    // Back: reported once more.
+    fakes.resolver.set("champion", Some("1"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(condition(&status, "ModelResolved").0, "True");
+    expect_events(&mut api, &[("ModelResolved", "Normal")]).await;
+    finish(task, &mut api).await;
+}
+
+const WITH_MONITOR: &str = r#"
+apiVersion: auralguard.io/v1alpha1
+kind: AudioDetector
+metadata: {name: demo, namespace: voice, uid: 5f0c1a2b-0000-4000-8000-00000000d3e7, generation: 1}
+spec:
+  model: {source: /models/demo}
+  serviceMonitor: {labels: {release: prometheus}}
+"#;
+
+#[tokio::test]
+async fn the_service_monitor_is_skipped_without_its_crd_and_applied_with_it() {
+    let fakes = Fakes::new();
+    let (ctx, mut api) = fakes.context();
+    let mut cluster = Cluster::new(WITH_MONITOR);
+
+    // No Prometheus operator: discovery says 404, nothing is tried.
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    api.expect(Method::GET, MONITORING).await.not_found();
+    cluster.expect_apply(&mut api, SERVICE).await;
+    cluster.expect_apply(&mut api, STABLE).await;
+    cluster.expect_apply(&mut api, PDB).await;
+    cluster.expect_status(&mut api).await;
+    expect_events(&mut api, &[("ModelDeployed", "Normal")]).await;
+    finish(task, &mut api).await;
+
+    // With it installed: the ServiceMonitor is applied.
+    cluster.pods_ready(STABLE);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    api.expect(Method::GET, MONITORING).await.ok(&json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "monitoring.coreos.com/v1",
+        "resources": [{"name": "servicemonitors", "singularName": "servicemonitor", "namespaced": true,
+                       "kind": "ServiceMonitor", "verbs": ["get", "list", "watch", "create", "patch"]}]
+    }));
+    api.expect(Method::GET, MONITOR).await.not_found();
+    let sm = cluster.expect_apply(&mut api, MONITOR).await;
+    assert_eq!(sm["kind"], "ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(
+        sm["spec"]["endpoints"],
+        json!([{"port": "http", "path": "/metrics"}])
+    );
+    cluster.expect_status(&mut api).await;
+    finish(task, &mut api).await;
+}
+
+#[tokio::test]
+async fn a_detector_being_deleted_is_left_to_garbage_collection() {
+    let fakes = Fakes::new();
+    let (ctx, mut api) = fakes.context();
+    let mut cluster = Cluster::new(DETECTOR);
+    cluster.det.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2030-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    cluster.det.metadata.finalizers = Some(vec!["foregroundDeletion".into()]);
+    let task = cluster.reconcile(&ctx);
+    assert_eq!(finish(task, &mut api).await, Action::await_change());
+    assert_eq!(*fakes.resolver.calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn removing_autoscaling_deletes_the_hpa_and_restores_fixed_replicas() {
+    let fakes = Fakes::new();
+    let (ctx, mut api) = fakes.context();
+    let autoscaled = DETECTOR.replace(
+        "  replicas: 4\n",
+        "  autoscaling: {minReplicas: 2, maxReplicas: 6, targetCpuUtilization: 70}\n",
+    );
+    let mut cluster = Cluster::new(&autoscaled);
+    fakes.resolver.set("champion", Some("1"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_apply(&mut api, SERVICE).await;
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert!(
+        stable["spec"].get("replicas").is_none(),
+        "the HPA owns replicas"
+    );
+    let hpa = cluster.expect_apply(&mut api, HPA).await;
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo"})
+    );
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].clone(),
+            hpa["spec"]["maxReplicas"].clone()
+        ),
+        (json!(2), json!(6))
+    );
+    cluster.expect_apply(&mut api, PDB).await;
+    cluster.expect_status(&mut api).await;
+    expect_events(&mut api, &[("ModelDeployed", "Normal")]).await;
+    finish(task, &mut api).await;
+
+    // The user switches to a fixed count.
+    let fixed = cluster.det.status.clone();
+    cluster.det = detector(DETECTOR);
+    cluster.det.status = fixed;
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    assert_eq!(
+        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
+        4
+    );
+    cluster.expect_delete(&mut api, HPA).await;
+    cluster.expect_status(&mut api).await;
+    finish(task, &mut api).await;
+}
