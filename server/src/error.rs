@@ -113,6 +113,10 @@ pub enum Error {
     /// A caller-supplied parameter is out of range or inconsistent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The network failed on a batch shared with other requests (the cause is reported as text
+    /// because one failure is handed to every request in the batch).
+    #[error("inference failed: {0}")]
+    Inference(String),
     /// A tensor operation failed inside candle.
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
@@ -135,6 +139,7 @@ impl Error {
             Error::KerasImport { .. } => "keras_import_failed",
             Error::Device { .. } => "device_unavailable",
             Error::InvalidArgument(_) => "invalid_argument",
+            Error::Inference(_) => "inference_failed",
             Error::Tensor(_) => "tensor_error",
         }
     }

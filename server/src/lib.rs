@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod audio;
+pub mod batcher;
 pub mod bench;
 pub mod error;
 pub mod features;

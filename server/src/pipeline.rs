@@ -48,6 +48,45 @@ pub struct Detector {
     input: (usize, usize),
 }
 
+/// Where each window of a prepared source sits, so that scores computed elsewhere (in another
+/// request's batch) can be turned into this source's verdict.
+#[derive(Debug, Clone)]
+pub struct WindowLayout {
+    name: String,
+    started: Instant,
+    windows: Vec<(u64, usize)>,
+    samples: u64,
+}
+
+impl WindowLayout {
+    /// Number of windows, i.e. of scores the verdict needs.
+    pub fn windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// The source's name as given (file path or upload name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A source decoded, windowed and turned into log-mels: exactly the network's input for it.
+#[derive(Debug, Clone)]
+pub struct PreparedAudio {
+    /// How the windows map back onto the audio.
+    pub layout: WindowLayout,
+    /// `layout.windows()` log-mels laid end to end (mels × frames each).
+    pub features: Vec<f32>,
+}
+
+/// The name a source is reported under.
+fn source_name(source: &AudioSource) -> String {
+    match source {
+        AudioSource::File(p) => p.display().to_string(),
+        AudioSource::Bytes { name, .. } => name.clone(),
+    }
+}
+
 /// One window waiting in a batch.
 struct Queued {
     slot: usize,
@@ -179,6 +218,54 @@ impl Detector {
 
     /// Judges a mono waveform already at the model's sample rate (the OIP v2 `waveform` input).
     pub fn predict_waveform(&self, name: &str, samples: &[f32]) -> Result<Verdict> {
+        let prepared = self.prepare_waveform(name, samples)?;
+        let probs = self.score_log_mels(&prepared.features, prepared.layout.windows())?;
+        self.verdict_from_scores(prepared.layout, &probs)
+    }
+
+    /// Decodes, windows and featurises one source without running the network, so that the
+    /// server can hand the log-mels to its cross-request batcher. Features of a chunk of windows
+    /// are computed in parallel; decoded audio is held one chunk at a time.
+    pub fn prepare(&self, source: AudioSource) -> Result<PreparedAudio> {
+        let started = Instant::now();
+        let name = source_name(&source);
+        let mut stream = self.open_windows(source)?;
+        let per = self.input.0 * self.input.1;
+        let chunk_len = rayon::current_num_threads().max(1) * 2;
+        let mut windows = Vec::new();
+        let mut features = Vec::new();
+        let mut chunk = Vec::with_capacity(chunk_len);
+        loop {
+            let next = stream.next_window()?;
+            let end = next.is_none();
+            if let Some(w) = next {
+                windows.push((w.start, w.real_samples));
+                chunk.push(w.samples);
+            }
+            if chunk.len() == chunk_len || (end && !chunk.is_empty()) {
+                let from = features.len();
+                features.resize(from + chunk.len() * per, 0.0);
+                let signals: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+                self.log_mels_into(&signals, &mut features[from..])?;
+                chunk.clear();
+            }
+            if end {
+                break;
+            }
+        }
+        Ok(PreparedAudio {
+            layout: WindowLayout {
+                name,
+                started,
+                windows,
+                samples: stream.samples_seen(),
+            },
+            features,
+        })
+    }
+
+    /// [`Detector::prepare`] for a mono waveform already at the model's sample rate.
+    pub fn prepare_waveform(&self, name: &str, samples: &[f32]) -> Result<PreparedAudio> {
         let started = Instant::now();
         if samples.is_empty() {
             return Err(Error::EmptyAudio { path: name.into() });
@@ -202,20 +289,41 @@ impl Detector {
         windower.push(samples);
         windower.finish();
         let windows: Vec<_> = std::iter::from_fn(|| windower.pop()).collect();
-        let mut feats = vec![0f32; windows.len() * self.input.0 * self.input.1];
+        let mut features = vec![0f32; windows.len() * self.input.0 * self.input.1];
         let signals: Vec<&[f32]> = windows.iter().map(|w| w.samples.as_slice()).collect();
-        self.log_mels_into(&signals, &mut feats)?;
-        let probs = self.score_log_mels(&feats, windows.len())?;
+        self.log_mels_into(&signals, &mut features)?;
+        Ok(PreparedAudio {
+            layout: WindowLayout {
+                name: name.to_string(),
+                started,
+                windows: windows.iter().map(|w| (w.start, w.real_samples)).collect(),
+                samples: samples.len() as u64,
+            },
+            features,
+        })
+    }
+
+    /// The verdict for a prepared source once the network has scored its windows (in order).
+    pub fn verdict_from_scores(&self, layout: WindowLayout, probs: &[f32]) -> Result<Verdict> {
+        if probs.len() != layout.windows.len() {
+            return Err(Error::Inference(format!(
+                "{} scores for the {} windows of {}",
+                probs.len(),
+                layout.windows.len(),
+                layout.name
+            )));
+        }
         Ok(self.verdict_for(InFlight {
-            name: name.to_string(),
-            started,
-            windows: windows
+            total_windows: Some(layout.windows.len()),
+            windows: layout
+                .windows
                 .iter()
                 .zip(probs)
-                .map(|(w, p)| Some((w.start, w.real_samples, p)))
+                .map(|(&(start, real), &p)| Some((start, real, p)))
                 .collect(),
-            total_windows: Some(windows.len()),
-            samples: samples.len() as u64,
+            name: layout.name,
+            started: layout.started,
+            samples: layout.samples,
             error: None,
         }))
     }
@@ -251,10 +359,7 @@ impl Detector {
         let mut feats = vec![0f32; self.batch_size * self.input.0 * self.input.1];
 
         for (idx, source) in sources.into_iter().enumerate() {
-            let name = match &source {
-                AudioSource::File(p) => p.display().to_string(),
-                AudioSource::Bytes { name, .. } => name.clone(),
-            };
+            let name = source_name(&source);
             files.push_back(InFlight {
                 name,
                 started: Instant::now(),

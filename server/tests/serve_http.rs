@@ -310,3 +310,160 @@ fn open_inference_protocol_v2_routes_work_for_kserve_clients() {
         assert!(e["error"]["message"].as_str().is_some(), "{bad}");
     }
 }
+
+/// Posts the same clip from `n` threads released together; (status, body, headers) each.
+fn burst(
+    s: &Server,
+    n: usize,
+    clip_name: &str,
+) -> Vec<(u16, serde_json::Value, reqwest::header::HeaderMap)> {
+    let body = clip(clip_name);
+    let start = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (url, body, start) = (s.url("/predict"), body.clone(), start.clone());
+            let name = clip_name.to_string();
+            std::thread::spawn(move || {
+                start.wait();
+                let r = Client::new()
+                    .post(url)
+                    .multipart(form(&name, body))
+                    .send()
+                    .unwrap();
+                let (status, headers) = (r.status().as_u16(), r.headers().clone());
+                (status, r.json().unwrap(), headers)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// The value of an unlabelled metric in a scrape.
+fn metric(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the scrape"))
+}
+
+#[test]
+fn concurrent_requests_share_network_calls() {
+    // A long batch delay so that the burst's windows certainly meet in the queue.
+    let s = Server::start(&["--max-batch-delay-ms", "1500", "--max-concurrent", "8"]);
+    let results = burst(&s, 6, "speech_16k_pcm16.wav");
+    let mut ids = std::collections::BTreeSet::new();
+    for (status, v, headers) in &results {
+        assert_eq!(*status, 200, "{v}");
+        // The request id is one value everywhere: header, verdict (and the log's key).
+        assert_eq!(headers["x-request-id"], v["request_id"].as_str().unwrap());
+        ids.insert(v["request_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 6, "request ids are unique");
+    // Identical inputs get identical scores whichever batch they were in.
+    let p0 = results[0].1["fake_probability"].as_f64().unwrap();
+    assert!(results
+        .iter()
+        .all(|(_, v, _)| (v["fake_probability"].as_f64().unwrap() - p0).abs() < 1e-5));
+    let scrape = Client::new()
+        .get(s.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let batches = metric(&scrape, "auralguard_batch_requests_count");
+    let requests = metric(&scrape, "auralguard_batch_requests_sum");
+    assert_eq!(requests, 6.0, "{scrape}");
+    assert!(
+        batches < 6.0,
+        "6 concurrent requests took {batches} network calls"
+    );
+    assert_eq!(metric(&scrape, "auralguard_queue_windows"), 0.0);
+}
+
+#[test]
+fn a_full_inference_queue_answers_503_with_retry_after() {
+    // One window may wait, and the worker waits 1.5 s for company: during that time every other
+    // request finds the queue full.
+    let s = Server::start(&[
+        "--max-queue-windows",
+        "1",
+        "--max-batch-delay-ms",
+        "1500",
+        "--max-concurrent",
+        "8",
+    ]);
+    let results = burst(&s, 6, "speech_16k_pcm16.wav");
+    let ok = results.iter().filter(|(st, _, _)| *st == 200).count();
+    let full: Vec<_> = results.iter().filter(|(st, _, _)| *st == 503).collect();
+    assert!(ok >= 1, "{results:?}");
+    assert_eq!(ok + full.len(), 6, "only verdicts and 503s: {results:?}");
+    assert!(!full.is_empty(), "the queue never filled: {results:?}");
+    for (_, v, headers) in full {
+        assert_eq!(v["error"]["code"], "overloaded");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("queue is full"));
+        assert_eq!(headers["retry-after"], "1");
+    }
+}
+
+#[test]
+fn an_api_key_guards_the_api_but_not_probes_and_scrapes() {
+    let s = Server::start(&["--api-key", "s3cret-key"]);
+    let c = Client::new();
+    for open in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/v2/health/live",
+        "/v2/health/ready",
+    ] {
+        assert_eq!(c.get(s.url(open)).send().unwrap().status(), 200, "{open}");
+    }
+    let post = || {
+        c.post(s.url("/predict"))
+            .multipart(form("s.wav", clip("speech_16k_pcm16.wav")))
+    };
+    let r = post().send().unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let wrong = post().header("X-API-Key", "s3cret-kez").send().unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        post()
+            .header("X-API-Key", "s3cret-key")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let bearer = post().bearer_auth("s3cret-key").send().unwrap();
+    assert_eq!(bearer.status(), 200);
+    for guarded in [
+        "/statistics",
+        "/predictions",
+        "/v2",
+        "/v2/models/seed-random",
+    ] {
+        assert_eq!(
+            c.get(s.url(guarded)).send().unwrap().status(),
+            401,
+            "{guarded}"
+        );
+        let with_key = c
+            .get(s.url(guarded))
+            .bearer_auth("s3cret-key")
+            .send()
+            .unwrap();
+        assert_eq!(with_key.status(), 200, "{guarded}");
+    }
+    // Refusals are counted like any other response.
+    let scrape = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(scrape.contains("auralguard_http_requests_total{route=\"/predict\",status=\"401\"} 2"));
+}

@@ -34,6 +34,14 @@ impl ApiError {
         }
     }
 
+    /// 503: the network's queue is full.
+    pub fn queue_full(message: String) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+        }
+    }
+
     /// 503: every permit is taken.
     pub fn overloaded(max: usize) -> Self {
         Self {

@@ -15,9 +15,9 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Request latency by route template.
     pub latency: HistogramVec,
-    /// Requests being judged right now.
+    /// Prediction requests being handled right now (decoding, queued or in the network).
     pub in_flight: IntGauge,
-    /// Requests refused because every permit was taken.
+    /// Requests refused because every permit, or the inference queue, was full.
     pub overloaded: IntCounter,
     /// Seconds of audio judged.
     pub audio_seconds: prometheus::Counter,
@@ -35,6 +35,14 @@ pub struct Metrics {
     pub store_spooled: IntGauge,
     /// Predictions the database refused for good, set aside beside the spool.
     pub store_set_aside: IntGauge,
+    /// Windows per network call (the batcher's fill; near `--batch-size` under load).
+    pub batch_windows: Histogram,
+    /// Requests whose windows shared one network call.
+    pub batch_requests: Histogram,
+    /// How long a batch's oldest request waited for the network.
+    pub queue_wait_seconds: Histogram,
+    /// Windows waiting for the network (set at scrape time).
+    pub queue_windows: IntGauge,
 }
 
 impl Metrics {
@@ -65,7 +73,7 @@ impl Metrics {
         )?;
         let overloaded = IntCounter::new(
             "auralguard_overloaded_requests_total",
-            "Requests refused with 503 because every permit was taken.",
+            "Requests refused with 503 because every permit or the inference queue was full.",
         )?;
         let audio_seconds =
             prometheus::Counter::new("auralguard_audio_seconds_total", "Seconds of audio judged.")?;
@@ -106,6 +114,38 @@ impl Metrics {
             "Predictions the database refused for good (kept in rejected.jsonl beside the spool).",
         )?;
         registry.register(Box::new(store_set_aside.clone()))?;
+        let size_buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+        let batch_windows = Histogram::with_opts(
+            HistogramOpts::new(
+                "auralguard_batch_windows",
+                "Windows per network call (dynamic batching across requests).",
+            )
+            .buckets(size_buckets.clone()),
+        )?;
+        let batch_requests = Histogram::with_opts(
+            HistogramOpts::new(
+                "auralguard_batch_requests",
+                "Requests whose windows shared one network call.",
+            )
+            .buckets(size_buckets),
+        )?;
+        let queue_wait_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "auralguard_queue_wait_seconds",
+                "How long the oldest request of a batch waited for the network.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )?;
+        let queue_windows = IntGauge::new(
+            "auralguard_queue_windows",
+            "Windows waiting for the network (the inference queue depth).",
+        )?;
+        for m in [&batch_windows, &batch_requests, &queue_wait_seconds] {
+            registry.register(Box::new(m.clone()))?;
+        }
+        registry.register(Box::new(queue_windows.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -129,6 +169,10 @@ impl Metrics {
             store_write_failures,
             store_spooled,
             store_set_aside,
+            batch_windows,
+            batch_requests,
+            queue_wait_seconds,
+            queue_windows,
         })
     }
 

@@ -1,13 +1,16 @@
 //! The HTTP API (`auralguard serve`): the original service's routes plus readiness and metrics.
 //!
 //! HTTP code never touches tensors: handlers turn requests into [`AudioSource`]s, take a permit
-//! from a bounded semaphore (no permit → immediate 503 with `Retry-After`, so overload never
-//! becomes unbounded memory), and run the [`Detector`] on the blocking thread pool. Errors are
+//! from a bounded semaphore (no permit → immediate 503 with `Retry-After`), decode and featurise
+//! on the blocking thread pool with the [`Detector`], then queue the log-mels on the cross-request
+//! [`Batcher`] (full queue → 503 too), so overload never becomes unbounded memory. Errors are
 //! mapped to `{"error": {"code", "message"}}` in exactly one place ([`error`]).
 //!
 //! [`AudioSource`]: crate::audio::AudioSource
 //! [`Detector`]: crate::pipeline::Detector
+//! [`Batcher`]: crate::batcher::Batcher
 
+pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod oip;
@@ -18,9 +21,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use tokio::sync::Semaphore;
 
+use crate::batcher::{Batcher, SubmitError};
 use crate::pipeline::Detector;
+use error::ApiError;
 
 pub use serve::{serve, ServeConfig};
 
@@ -31,7 +37,7 @@ pub struct Limits {
     pub max_upload_bytes: usize,
     /// Longest accepted audio, seconds.
     pub max_audio_seconds: f64,
-    /// Requests judged at once; more get 503.
+    /// Requests decoded and featurised at once; more get 503.
     pub max_concurrent: usize,
     /// Wall-clock budget of one prediction.
     pub request_timeout: Duration,
@@ -43,8 +49,10 @@ pub struct AppState {
     pub detector: Arc<Detector>,
     /// Deployment limits.
     pub limits: Limits,
-    /// Permits for in-flight predictions.
+    /// Permits for requests being decoded and featurised.
     pub permits: Arc<Semaphore>,
+    /// The network's queue, shared by every request.
+    pub batcher: Batcher,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
     /// Set once the warm-up inference has run.
@@ -55,4 +63,50 @@ pub struct AppState {
     pub device: String,
     /// The prediction log, when enabled.
     pub store: Option<Arc<dyn crate::store::PredictionStore>>,
+    /// Key every non-probe route requires, when set.
+    pub api_key: Option<String>,
+}
+
+/// Reads and drops up to `limit` bytes of a body, so that a client still uploading reads a clean
+/// refusal (401, 503) instead of a connection closed under its upload.
+pub(crate) async fn drain(body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen > limit {
+                break;
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// Scores `windows` log-mels laid end to end through the shared batcher.
+    pub async fn score(&self, features: Vec<f32>, windows: usize) -> Result<Vec<f32>, ApiError> {
+        let rx = self
+            .batcher
+            .submit(features, windows)
+            .map_err(|e| match e {
+                SubmitError::QueueFull { .. } => {
+                    self.metrics.overloaded.inc();
+                    ApiError::queue_full(e.to_string())
+                }
+                SubmitError::Stopped => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    e.to_string(),
+                ),
+            })?;
+        let scores = rx.await.map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the inference worker dropped the request",
+            )
+        })?;
+        Ok(scores?)
+    }
 }

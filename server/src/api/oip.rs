@@ -173,30 +173,31 @@ pub async fn infer(
     };
     let detector = state.detector.clone();
     let (mels, frames) = detector.model().manifest.input_shape();
+    let internal = |e: tokio::task::JoinError| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    };
     let outputs = match (input.name.as_str(), dims.as_slice()) {
         ("waveform", [1, _]) => {
-            let job = tokio::task::spawn_blocking(move || {
+            let prepared = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                detector.predict_waveform("waveform", &data)
-            });
-            let v = job.await.map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })??;
-            let w: Vec<f32> = v.windows.iter().map(|w| w.fake_probability).collect();
+                detector.prepare_waveform("waveform", &data)
+            })
+            .await
+            .map_err(internal)??;
+            let windows = prepared.layout.windows();
+            let scores = state.score(prepared.features, windows).await?;
+            let v = state
+                .detector
+                .verdict_from_scores(prepared.layout, &scores)?;
             json!([
                 {"name": "fake_probability", "datatype": "FP32", "shape": [1], "data": [v.fake_probability]},
-                {"name": "window_fake_probability", "datatype": "FP32", "shape": [w.len()], "data": w},
+                {"name": "window_fake_probability", "datatype": "FP32", "shape": [scores.len()], "data": scores},
             ])
         }
         ("log_mel", [b, m, f]) if (*m, *f) == (mels, frames) && *b > 0 => {
             let n = *b;
-            let job = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                detector.score_log_mels(&data, n)
-            });
-            let p = job.await.map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })??;
+            drop(permit);
+            let p = state.score(data, n).await?;
             json!([{"name": "fake_probability", "datatype": "FP32", "shape": [n], "data": p}])
         }
         (name, shape) => {

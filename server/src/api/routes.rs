@@ -8,12 +8,13 @@ use axum::body::Bytes;
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State,
 };
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::oip;
@@ -38,26 +39,76 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{name}/ready", get(oip::model_ready))
         .route("/v2/models/{name}/infer", post(oip::infer))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::require_api_key,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }
 
-/// Counts and times every request by route template and status.
-async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// The id of one request, always minted here (a UUID) because it is also the prediction log's
+/// key: a caller's id could collide. Sent back in `X-Request-Id`, on every log line of the
+/// request, and as the verdict's `request_id`; a caller's own `X-Request-Id` is logged beside it
+/// as `client_id` for correlation.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Header carrying the ids.
+const REQUEST_ID: &str = "x-request-id";
+
+/// A caller-supplied id is logged only if it is short printable ASCII.
+fn loggable_client_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Routes probed or scraped every few seconds: logged at debug, not info.
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/health" | "/ready" | "/metrics") || route.starts_with("/v2/health/")
+}
+
+/// Gives every request an id and a tracing span, then counts and times it by route template and
+/// status and logs one line for it.
+async fn record(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let client_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| loggable_client_id(v))
+        .map(str::to_string);
+    let id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        client_id = client_id.as_deref(),
+        method = %req.method(),
+        route = %route,
+    );
     let t0 = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let elapsed = t0.elapsed().as_secs_f64();
     let m = &state.metrics;
-    m.latency
-        .with_label_values(&[&route])
-        .observe(t0.elapsed().as_secs_f64());
+    m.latency.with_label_values(&[&route]).observe(elapsed);
     m.requests
         .with_label_values(&[&route, resp.status().as_str()])
         .inc();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        if is_probe(&route) {
+            tracing::debug!(status, seconds = elapsed, "request");
+        } else {
+            tracing::info!(status, seconds = elapsed, "request");
+        }
+    });
     resp
 }
 
@@ -70,7 +121,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "device": state.device,
         "ready": state.ready.load(Ordering::Acquire),
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
-        "in_flight": state.limits.max_concurrent - state.permits.available_permits(),
+        "in_flight": state.metrics.in_flight.get(),
+        "queued_windows": state.batcher.queued_windows(),
         "store": state.store.as_ref().map_or_else(
             || json!({"backend": "disabled"}),
             |s| json!(s.status()),
@@ -99,6 +151,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.store_spooled.set(status.spooled as i64);
         state.metrics.store_set_aside.set(status.set_aside as i64);
     }
+    let queued = i64::try_from(state.batcher.queued_windows()).unwrap_or(i64::MAX);
+    state.metrics.queue_windows.set(queued);
     (
         [(
             header::CONTENT_TYPE,
@@ -107,21 +161,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// Reads and drops up to `limit` bytes of a body.
-async fn drain(body: axum::body::Body, limit: usize) {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let mut seen = 0usize;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(data) = frame.data_ref() {
-            seen += data.len();
-            if seen > limit {
-                break;
-            }
-        }
-    }
 }
 
 /// Upload name used when the client sends none.
@@ -211,6 +250,7 @@ fn upload_error(status: StatusCode, text: String) -> ApiError {
 async fn predict(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     req: Request,
 ) -> Result<Json<Verdict>, ApiError> {
     // Refuse a declared-too-large upload from its headers, before reading a byte of it.
@@ -231,7 +271,7 @@ async fn predict(
         state.metrics.overloaded.inc();
         // Discard the (size-limited) upload without storing it, so the client reads a clean 503
         // instead of a connection closed under its upload.
-        drain(req.into_body(), max).await;
+        super::drain(req.into_body(), max).await;
         return Err(ApiError::overloaded(state.limits.max_concurrent));
     };
     let (name, data) = read_audio(req).await?;
@@ -242,19 +282,37 @@ async fn predict(
             format!("{name}: the upload is empty"),
         ));
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let detector = state.detector.clone();
     let metrics = &state.metrics;
     let in_flight = InFlightGuard::new(&metrics.in_flight);
     let t0 = Instant::now();
-    let job = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
-        detector
-            .predict(AudioSource::Bytes { name, data })
-            .map(|v| (v, sha256))
-    });
-    let outcome = tokio::time::timeout(state.limits.request_timeout, job).await;
+    let judged = async {
+        let detector = state.detector.clone();
+        // Decode and featurise on the blocking pool while holding the permit; the permit goes
+        // back before queueing, where the batcher's own bound takes over.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+            detector
+                .prepare(AudioSource::Bytes { name, data })
+                .map(|p| (p, sha256))
+        })
+        .await
+        .map_err(|join| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("decoding task failed: {join}"),
+            )
+        })?;
+        let (prepared, sha256) = prepared?;
+        let windows = prepared.layout.windows();
+        let scores = state.score(prepared.features, windows).await?;
+        let verdict = state
+            .detector
+            .verdict_from_scores(prepared.layout, &scores)?;
+        Ok::<_, ApiError>((verdict, sha256))
+    };
+    let outcome = tokio::time::timeout(state.limits.request_timeout, judged).await;
     drop(in_flight);
     let (mut verdict, sha256) = match outcome {
         Err(_) => {
@@ -267,14 +325,7 @@ async fn predict(
                 ),
             ))
         }
-        Ok(Err(join)) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("inference task failed: {join}"),
-            ))
-        }
-        Ok(Ok(result)) => result?,
+        Ok(result) => result?,
     };
     metrics
         .inference_seconds
@@ -437,6 +488,16 @@ async fn predictions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sane_client_ids_are_logged() {
+        assert!(loggable_client_id("abc-123_x.y"));
+        assert!(!loggable_client_id(""));
+        assert!(!loggable_client_id("a b"));
+        assert!(!loggable_client_id("line\nbreak"));
+        assert!(!loggable_client_id(&"x".repeat(129)));
+        assert!(is_probe("/v2/health/live") && is_probe("/metrics") && !is_probe("/predict"));
+    }
 
     #[test]
     fn raw_content_types_get_decoder_hints() {

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
 use super::{routes, AppState, Limits};
+use crate::batcher::{BatchReport, Batcher, BatchingConfig};
 use crate::error::{Error, Result};
 use crate::pipeline::Detector;
 
@@ -23,6 +24,10 @@ pub struct ServeConfig {
     pub device: String,
     /// Prediction log; `None` disables logging.
     pub store: Option<Arc<dyn crate::store::PredictionStore>>,
+    /// Cross-request batching (the batch size itself is the detector's).
+    pub batching: BatchingConfig,
+    /// Key required on every route but probes and scrapes; `None` leaves the API open.
+    pub api_key: Option<String>,
 }
 
 /// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish, and
@@ -38,8 +43,20 @@ pub async fn serve(
         .model_info
         .with_label_values(&[&m.name, &m.version, &m.architecture.name])
         .set(1);
+    let detector = Arc::new(detector);
+    let (batch_windows, batch_requests, queue_wait) = (
+        metrics.batch_windows.clone(),
+        metrics.batch_requests.clone(),
+        metrics.queue_wait_seconds.clone(),
+    );
+    let batcher = Batcher::start(detector.clone(), config.batching, move |r: BatchReport| {
+        batch_windows.observe(r.windows as f64);
+        batch_requests.observe(r.jobs as f64);
+        queue_wait.observe(r.oldest_wait.as_secs_f64());
+    })?;
     let state = Arc::new(AppState {
-        detector: Arc::new(detector),
+        detector,
+        batcher,
         permits: Arc::new(Semaphore::new(config.limits.max_concurrent)),
         limits: config.limits,
         metrics,
@@ -47,6 +64,7 @@ pub async fn serve(
         started: Instant::now(),
         device: config.device,
         store: config.store,
+        api_key: config.api_key,
     });
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

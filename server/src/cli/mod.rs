@@ -61,12 +61,15 @@ impl ModelArgs {
     }
 }
 
-/// Installs the tracing subscriber: human-readable on a terminal, JSON otherwise.
-pub fn init_logging(verbose: u8) {
+/// Installs the tracing subscriber: human-readable on a terminal, JSON otherwise. A server logs
+/// at info by default (one line per request); the offline commands only warn, so their stdout and
+/// stderr stay readable.
+pub fn init_logging(verbose: u8, command: &Command) {
     use std::io::IsTerminal;
-    let default = match verbose {
-        0 => "warn",
-        1 => "debug",
+    let default = match (verbose, command) {
+        (0, Command::Serve(_)) => "info",
+        (0, _) => "warn",
+        (1, _) => "debug",
         _ => "trace",
     };
     // symphonia logs every failed format probe at ERROR; our typed errors already say it better.

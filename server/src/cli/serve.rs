@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auralguard::api::{serve, Limits, ServeConfig};
+use auralguard::batcher::BatchingConfig;
 use auralguard::pipeline::{Detector, DetectorOptions};
 use auralguard::store::durable::DurableLog;
 use auralguard::store::mongo::MongoStore;
@@ -28,9 +29,19 @@ pub struct ServeArgs {
     #[arg(long, env = "AURALGUARD_PORT", default_value_t = 8080)]
     pub port: u16,
 
-    /// Windows per network call.
+    /// Most windows per network call; concurrent requests' windows share calls up to this.
     #[arg(long, env = "AURALGUARD_MAX_BATCH_SIZE", default_value_t = auralguard::pipeline::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+
+    /// Longest a request waits for others to fill its batch, in milliseconds (0: never wait;
+    /// only what is already queued is batched).
+    #[arg(long, env = "AURALGUARD_MAX_BATCH_DELAY_MS", default_value_t = 2.0)]
+    pub max_batch_delay_ms: f64,
+
+    /// Windows (15 s each) allowed to wait for the network; beyond it requests get 503 with
+    /// Retry-After. Bounds the queue's memory at about 240 kB per window.
+    #[arg(long, env = "AURALGUARD_MAX_QUEUE_WINDOWS", default_value_t = 256)]
+    pub max_queue_windows: usize,
 
     /// Largest accepted upload, in megabytes.
     #[arg(long, env = "AURALGUARD_MAX_UPLOAD_MB", default_value_t = 50)]
@@ -40,7 +51,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AURALGUARD_MAX_AUDIO_SECONDS", default_value_t = 600.0)]
     pub max_audio_seconds: f64,
 
-    /// Requests judged at once; further requests get 503 with Retry-After.
+    /// Requests decoded and featurised at once; further requests get 503 with Retry-After.
     #[arg(long, env = "AURALGUARD_MAX_CONCURRENT", default_value_t = 8)]
     pub max_concurrent: usize,
 
@@ -69,6 +80,11 @@ pub struct ServeArgs {
     /// Do not log predictions (`/statistics` and `/predictions` then answer 404).
     #[arg(long, env = "AURALGUARD_NO_STORE")]
     pub no_store: bool,
+
+    /// Require this key (header `Authorization: Bearer <key>` or `X-API-Key: <key>`) on every
+    /// route except /health, /ready, /metrics, the OIP health routes and the web page.
+    #[arg(long, env = "AURALGUARD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 
     /// Per-request time budget, in seconds.
     #[arg(
@@ -105,6 +121,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "--max-concurrent must be at least 1"
     );
     anyhow::ensure!(
+        args.max_batch_delay_ms.is_finite() && args.max_batch_delay_ms >= 0.0,
+        "--max-batch-delay-ms must be zero or positive"
+    );
+    anyhow::ensure!(
+        args.api_key.as_ref().is_none_or(|k| !k.trim().is_empty()),
+        "--api-key must not be empty (leave it unset for an open API)"
+    );
+    anyhow::ensure!(
+        args.max_queue_windows > 0,
+        "--max-queue-windows must be at least 1"
+    );
+    anyhow::ensure!(
         args.request_timeout_seconds > 0.0,
         "--request-timeout-seconds must be positive"
     );
@@ -128,6 +156,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         device: args.model.device.clone(),
         store,
+        batching: BatchingConfig {
+            max_delay: Duration::from_secs_f64(args.max_batch_delay_ms / 1000.0),
+            max_queued_windows: args.max_queue_windows,
+        },
+        api_key: args.api_key.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
