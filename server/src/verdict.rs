@@ -3,12 +3,14 @@
 //! Field names are a superset of the original service's response (`prediction`, `probability`,
 //! `confidence`, `filename`, `processing_time_seconds`, `timestamp`), so its clients keep working.
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::{Aggregation, Manifest};
 
 /// Score of one window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WindowVerdict {
     /// Window start in seconds from the beginning of the file.
     pub start: f64,
@@ -19,7 +21,7 @@ pub struct WindowVerdict {
 }
 
 /// Which model judged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
     /// Model name from the manifest.
     pub name: String,
@@ -27,8 +29,51 @@ pub struct ModelInfo {
     pub version: String,
 }
 
+/// The log-mel the network saw, quantised to one byte per cell for display (the web page draws
+/// it): `windows` blocks of `mels × frames` bytes, mel-major, 0 = −80 dB and 255 = 0 dB relative
+/// to each window's peak (the model's own dB scale), base64-encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Spectrogram {
+    /// Mel bands (rows), lowest first.
+    pub mels: usize,
+    /// Frames per window (columns).
+    pub frames: usize,
+    /// Windows included (the first ones of the audio).
+    pub windows: usize,
+    /// `windows × mels × frames` bytes, base64 (standard alphabet, padded).
+    pub data: String,
+}
+
+impl Spectrogram {
+    /// Lowest level shown: the features' `top_db` floor below each window's peak.
+    const FLOOR_DB: f32 = -80.0;
+
+    /// Quantises the first `max_windows` log-mels of `features` (each `mels × frames` dB values).
+    pub fn from_log_mels(features: &[f32], mels: usize, frames: usize, max_windows: usize) -> Self {
+        let per = mels * frames;
+        let windows = features
+            .len()
+            .checked_div(per)
+            .unwrap_or(0)
+            .min(max_windows);
+        let bytes: Vec<u8> = features[..windows * per]
+            .iter()
+            .map(|&db| {
+                let x = ((db - Self::FLOOR_DB) / -Self::FLOOR_DB).clamp(0.0, 1.0);
+                (x * 255.0).round() as u8
+            })
+            .collect();
+        Self {
+            mels,
+            frames,
+            windows,
+            data: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+}
+
 /// Judgement of one audio file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Verdict {
     /// The label: the manifest's second label (e.g. "fake") when `fake_probability ≥ threshold`.
     pub prediction: String,
@@ -54,6 +99,9 @@ pub struct Verdict {
     /// Request id (set by the HTTP server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The log-mel the network saw (HTTP `POST /predict?include=spectrogram` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spectrogram: Option<Spectrogram>,
 }
 
 /// Combines window probabilities with `rule`; `None` for an empty slice.
@@ -101,6 +149,7 @@ impl Verdict {
                 chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             ),
             request_id: None,
+            spectrogram: None,
         }
     }
 }
@@ -114,5 +163,30 @@ mod tests {
         assert_eq!(aggregate(&[0.2, 0.4], Aggregation::Mean), Some(0.3));
         assert_eq!(aggregate(&[0.2, 0.9], Aggregation::Max), Some(0.9));
         assert_eq!(aggregate(&[], Aggregation::Max), None);
+    }
+
+    #[test]
+    fn spectrogram_maps_the_db_range_onto_bytes_and_keeps_the_first_windows() {
+        use base64::Engine as _;
+        // Two windows of 2 mels × 3 frames.
+        let f = [
+            -80.0, -40.0, 0.0, -100.0, 5.0, -20.0, -80.0, -80.0, -80.0, -80.0, -80.0, 0.0,
+        ];
+        let s = Spectrogram::from_log_mels(&f, 2, 3, 8);
+        assert_eq!((s.mels, s.frames, s.windows), (2, 3, 2));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&s.data)
+            .unwrap();
+        assert_eq!(bytes, [0, 128, 255, 0, 255, 191, 0, 0, 0, 0, 0, 255]);
+        let first = Spectrogram::from_log_mels(&f, 2, 3, 1);
+        assert_eq!(first.windows, 1);
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&first.data)
+                .unwrap()
+                .len(),
+            6
+        );
+        assert_eq!(Spectrogram::from_log_mels(&f, 0, 0, 4).windows, 0);
     }
 }

@@ -467,3 +467,70 @@ fn an_api_key_guards_the_api_but_not_probes_and_scrapes() {
     let scrape = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
     assert!(scrape.contains("auralguard_http_requests_total{route=\"/predict\",status=\"401\"} 2"));
 }
+
+#[test]
+fn the_openapi_document_web_page_and_docs_are_served() {
+    let s = Server::start(&["--api-key", "k"]);
+    let c = Client::new();
+    // Served without a key: they hold no data.
+    let r = c.get(s.url("/openapi.json")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let doc: serde_json::Value = r.json().unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
+    assert!(doc["paths"]["/predict"]["post"]["responses"]["503"].is_object());
+    assert!(doc["components"]["schemas"]["Verdict"].is_object());
+    for (path, kind, needle) in [
+        ("/", "text/html", "id=\"drop\""),
+        ("/docs", "text/html", "/openapi.json"),
+        ("/static/app.js", "text/javascript", "include=spectrogram"),
+        ("/static/app.css", "text/css", "#spectrogram"),
+    ] {
+        let r = c.get(s.url(path)).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        assert!(r.text().unwrap().contains(needle), "{path}");
+    }
+    let missing = c.get(s.url("/static/nope.js")).send().unwrap();
+    assert_eq!(missing.status(), 404);
+    let v: serde_json::Value = missing.json().unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+}
+
+#[test]
+fn a_spectrogram_comes_back_on_request_and_only_then() {
+    let s = Server::start(&["--no-store"]);
+    let c = Client::new();
+    let post = |query: &str| {
+        c.post(s.url(&format!("/predict{query}")))
+            .multipart(form("long.wav", clip("long_16k_pcm16.wav")))
+            .send()
+            .unwrap()
+    };
+    let plain: serde_json::Value = post("").json().unwrap();
+    assert!(plain.get("spectrogram").is_none());
+    let v: serde_json::Value = post("?include=spectrogram").json().unwrap();
+    let spec = &v["spectrogram"];
+    assert_eq!(
+        (spec["mels"].as_u64(), spec["frames"].as_u64()),
+        (Some(128), Some(469))
+    );
+    assert_eq!(
+        spec["windows"].as_u64().unwrap() as usize,
+        v["windows"].as_array().unwrap().len()
+    );
+    // base64 of windows × 128 × 469 bytes: 4 characters per 3 bytes, padded.
+    let bytes = spec["windows"].as_u64().unwrap() as usize * 128 * 469;
+    assert_eq!(spec["data"].as_str().unwrap().len(), bytes.div_ceil(3) * 4);
+    let bad = post("?include=everything");
+    assert_eq!(bad.status(), 400);
+    // With --no-store the health report says so in the same shape.
+    let h: serde_json::Value = c.get(s.url("/health")).send().unwrap().json().unwrap();
+    assert_eq!(h["store"]["backend"], "disabled");
+}

@@ -14,8 +14,11 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod oip;
+pub mod openapi;
 pub mod routes;
+pub mod schema;
 pub mod serve;
+pub mod web;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

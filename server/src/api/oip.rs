@@ -14,26 +14,30 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::schema::{ErrorBody, Ready};
 use super::AppState;
 
 /// One input or output tensor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Tensor {
-    /// Tensor name.
+    /// Tensor name: `waveform` or `log_mel` in, `fake_probability` or
+    /// `window_fake_probability` out.
     pub name: String,
     /// Shape (`-1` never appears in requests).
     pub shape: Vec<i64>,
     /// Element type; only `FP32` is accepted.
+    #[schema(example = "FP32")]
     pub datatype: String,
     /// Row-major values (nested arrays are flattened).
+    #[schema(value_type = Vec<f32>)]
     pub data: serde_json::Value,
 }
 
 /// An inference request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct InferRequest {
     /// Echoed back.
     #[serde(default)]
@@ -42,17 +46,114 @@ pub struct InferRequest {
     pub inputs: Vec<Tensor>,
 }
 
-/// `GET /v2`: server metadata.
-pub async fn server_metadata() -> Json<serde_json::Value> {
-    Json(json!({"name": "auralguard", "version": env!("CARGO_PKG_VERSION"), "extensions": []}))
+/// An inference response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InferResponse {
+    /// The model's name.
+    pub model_name: String,
+    /// The model's version.
+    pub model_version: String,
+    /// The request's `id`, if it had one.
+    pub id: Option<String>,
+    /// `fake_probability`, and `window_fake_probability` for a waveform.
+    pub outputs: Vec<Tensor>,
+}
+
+/// `GET /v2`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerMetadata {
+    /// `auralguard`.
+    pub name: &'static str,
+    /// Server version.
+    pub version: &'static str,
+    /// Protocol extensions (none).
+    pub extensions: Vec<String>,
 }
 
 /// `GET /v2/health/live`.
-pub async fn live() -> Json<serde_json::Value> {
-    Json(json!({"live": true}))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Live {
+    /// Always true when the process answers.
+    pub live: bool,
 }
 
-/// `GET /v2/health/ready` and `/v2/models/{name}/ready`.
+/// Name, type and shape of a model input or output.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TensorMetadata {
+    /// Tensor name.
+    pub name: &'static str,
+    /// Element type.
+    pub datatype: &'static str,
+    /// Shape; `-1` is any size.
+    pub shape: Vec<i64>,
+}
+
+/// `GET /v2/models/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelMetadata {
+    /// The model's name.
+    pub name: String,
+    /// The one version served.
+    pub versions: Vec<String>,
+    /// `auralguard_candle`.
+    pub platform: &'static str,
+    /// Accepted inputs (send one).
+    pub inputs: Vec<TensorMetadata>,
+    /// Produced outputs.
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// A named FP32 output tensor.
+fn output(name: &str, data: Vec<f32>) -> Tensor {
+    Tensor {
+        name: name.into(),
+        shape: vec![data.len() as i64],
+        datatype: "FP32".into(),
+        data: serde_json::Value::from(data),
+    }
+}
+
+/// Server metadata.
+#[utoipa::path(
+    get,
+    path = "/v2",
+    operation_id = "oip_server_metadata",
+    tag = "oip",
+    responses((status = 200, description = "Server metadata", body = ServerMetadata))
+)]
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "auralguard",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: Vec::new(),
+    })
+}
+
+/// Liveness.
+#[utoipa::path(
+    get,
+    path = "/v2/health/live",
+    operation_id = "oip_server_live",
+    tag = "oip",
+    security(()),
+    responses((status = 200, description = "Alive", body = Live))
+)]
+pub async fn live() -> Json<Live> {
+    Json(Live { live: true })
+}
+
+/// Readiness of the server.
+#[utoipa::path(
+    get,
+    path = "/v2/health/ready",
+    operation_id = "oip_server_ready",
+    tag = "oip",
+    security(()),
+    responses(
+        (status = 200, description = "Model loaded and warm", body = Ready),
+        (status = 503, description = "Still warming up", body = Ready),
+    )
+)]
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let ready = state.ready.load(Ordering::Acquire);
     let status = if ready {
@@ -60,7 +161,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"ready": ready}))).into_response()
+    (status, Json(Ready { ready })).into_response()
 }
 
 fn check_model(state: &AppState, name: &str) -> Result<(), ApiError> {
@@ -75,7 +176,19 @@ fn check_model(state: &AppState, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `GET /v2/models/{name}/ready`.
+/// Readiness of the model.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}/ready",
+    operation_id = "oip_model_ready",
+    tag = "oip",
+    params(("name" = String, Path, description = "The served model's name")),
+    responses(
+        (status = 200, description = "Model loaded and warm", body = Ready),
+        (status = 404, description = "No such model here", body = ErrorBody),
+        (status = 503, description = "Still warming up", body = Ready),
+    )
+)]
 pub async fn model_ready(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -84,27 +197,43 @@ pub async fn model_ready(
     Ok(ready(State(state)).await)
 }
 
-/// `GET /v2/models/{name}`: model metadata.
+/// Model metadata: its inputs and outputs.
+#[utoipa::path(
+    get,
+    path = "/v2/models/{name}",
+    operation_id = "oip_model_metadata",
+    tag = "oip",
+    params(("name" = String, Path, description = "The served model's name")),
+    responses(
+        (status = 200, description = "Model metadata", body = ModelMetadata),
+        (status = 404, description = "No such model here", body = ErrorBody),
+    )
+)]
 pub async fn model_metadata(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ModelMetadata>, ApiError> {
     check_model(&state, &name)?;
     let m = &state.detector.model().manifest;
     let (mels, frames) = m.input_shape();
-    Ok(Json(json!({
-        "name": m.name,
-        "versions": [m.version],
-        "platform": "auralguard_candle",
-        "inputs": [
-            {"name": "waveform", "datatype": "FP32", "shape": [1, -1]},
-            {"name": "log_mel", "datatype": "FP32", "shape": [-1, mels, frames]},
+    let any = |name, shape| TensorMetadata {
+        name,
+        datatype: "FP32",
+        shape,
+    };
+    Ok(Json(ModelMetadata {
+        name: m.name.clone(),
+        versions: vec![m.version.clone()],
+        platform: "auralguard_candle",
+        inputs: vec![
+            any("waveform", vec![1, -1]),
+            any("log_mel", vec![-1, mels as i64, frames as i64]),
         ],
-        "outputs": [
-            {"name": "fake_probability", "datatype": "FP32", "shape": [-1]},
-            {"name": "window_fake_probability", "datatype": "FP32", "shape": [-1]},
+        outputs: vec![
+            any("fake_probability", vec![-1]),
+            any("window_fake_probability", vec![-1]),
         ],
-    })))
+    }))
 }
 
 /// Flattens `data` (flat or nested arrays of numbers) into `out`.
@@ -125,12 +254,29 @@ fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /v2/models/{name}/infer`.
+/// Inference: a mono 16 kHz waveform (`waveform`, FP32 `[1, N]`), windowed like an upload, or
+/// ready log-mels (`log_mel`, FP32 `[B, 128, 469]`) for the network alone.
+#[utoipa::path(
+    post,
+    path = "/v2/models/{name}/infer",
+    operation_id = "oip_model_infer",
+    tag = "oip",
+    params(("name" = String, Path, description = "The served model's name")),
+    request_body = InferRequest,
+    responses(
+        (status = 200, description = "Fake probabilities", body = InferResponse),
+        (status = 400, description = "Bad request or tensor", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such model here", body = ErrorBody),
+        (status = 422, description = "Empty, non-finite or too long waveform", body = ErrorBody),
+        (status = 503, description = "Overloaded (Retry-After is set)", body = ErrorBody),
+    )
+)]
 pub async fn infer(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<InferResponse>, ApiError> {
     check_model(&state, &name)?;
     let Json(req) = body.map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
     let [input]: [Tensor; 1] = req.inputs.try_into().map_err(|v: Vec<Tensor>| {
@@ -189,16 +335,16 @@ pub async fn infer(
             let v = state
                 .detector
                 .verdict_from_scores(prepared.layout, &scores)?;
-            json!([
-                {"name": "fake_probability", "datatype": "FP32", "shape": [1], "data": [v.fake_probability]},
-                {"name": "window_fake_probability", "datatype": "FP32", "shape": [scores.len()], "data": scores},
-            ])
+            vec![
+                output("fake_probability", vec![v.fake_probability]),
+                output("window_fake_probability", scores),
+            ]
         }
         ("log_mel", [b, m, f]) if (*m, *f) == (mels, frames) && *b > 0 => {
             let n = *b;
             drop(permit);
             let p = state.score(data, n).await?;
-            json!([{"name": "fake_probability", "datatype": "FP32", "shape": [n], "data": p}])
+            vec![output("fake_probability", p)]
         }
         (name, shape) => {
             return Err(ApiError::bad_request(
@@ -211,10 +357,10 @@ pub async fn infer(
         }
     };
     let m = &state.detector.model().manifest;
-    Ok(Json(json!({
-        "model_name": m.name,
-        "model_version": m.version,
-        "id": req.id,
-        "outputs": outputs,
-    })))
+    Ok(Json(InferResponse {
+        model_name: m.name.clone(),
+        model_version: m.version.clone(),
+        id: req.id,
+        outputs,
+    }))
 }

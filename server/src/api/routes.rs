@@ -11,33 +11,29 @@ use axum::extract::{
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde_json::json;
 use tracing::Instrument;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
-use super::oip;
-use super::AppState;
+use super::schema::{
+    ErrorBody, Health, HealthModel, PredictQuery, PredictUpload, PredictionsPage, PredictionsQuery,
+    Ready,
+};
+use super::{oip, openapi, web, AppState};
 use crate::audio::AudioSource;
-use crate::verdict::Verdict;
+use crate::store::{Statistics, StoreStatus};
+use crate::verdict::{Spectrogram, Verdict};
 
-/// Builds the router with every route, the body limit and the metrics middleware.
+/// Builds the router: every API route is registered together with its OpenAPI operation (so the
+/// document at `/openapi.json` cannot miss a route), plus the web page, the docs page, the body
+/// limit, the API-key check and the metrics/request-id middleware.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.limits.max_upload_bytes;
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/predict", post(predict))
-        .route("/statistics", get(statistics))
-        .route("/predictions", get(predictions))
-        .route("/v2", get(oip::server_metadata))
-        .route("/v2/health/live", get(oip::live))
-        .route("/v2/health/ready", get(oip::ready))
-        .route("/v2/models/{name}", get(oip::model_metadata))
-        .route("/v2/models/{name}/ready", get(oip::model_ready))
-        .route("/v2/models/{name}/infer", post(oip::infer))
+    let (api, doc) = api_router().split_for_parts();
+    api.merge(web::router(&doc))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -45,6 +41,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
+}
+
+/// The documented API routes, each with its OpenAPI operation.
+pub(crate) fn api_router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .routes(routes!(predict))
+        .routes(routes!(statistics))
+        .routes(routes!(predictions))
+        .routes(routes!(oip::server_metadata))
+        .routes(routes!(oip::live))
+        .routes(routes!(oip::ready))
+        .routes(routes!(oip::model_metadata))
+        .routes(routes!(oip::model_ready))
+        .routes(routes!(oip::infer))
 }
 
 /// The id of one request, always minted here (a UUID) because it is also the prediction log's
@@ -113,28 +126,54 @@ async fn record(State(state): State<Arc<AppState>>, mut req: Request, next: Next
 }
 
 /// Liveness plus what an operator wants to see at a glance.
-async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The process is alive", body = Health))
+)]
+async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     let m = &state.detector.model().manifest;
-    Json(json!({
-        "status": "healthy",
-        "model": {"name": m.name, "version": m.version, "architecture": m.architecture.name},
-        "device": state.device,
-        "ready": state.ready.load(Ordering::Acquire),
-        "uptime_seconds": state.started.elapsed().as_secs_f64(),
-        "in_flight": state.metrics.in_flight.get(),
-        "queued_windows": state.batcher.queued_windows(),
-        "store": state.store.as_ref().map_or_else(
-            || json!({"backend": "disabled"}),
-            |s| json!(s.status()),
+    Json(Health {
+        status: "healthy",
+        model: HealthModel {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            architecture: m.architecture.name.clone(),
+        },
+        device: state.device.clone(),
+        ready: state.ready.load(Ordering::Acquire),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        in_flight: state.metrics.in_flight.get(),
+        queued_windows: state.batcher.queued_windows(),
+        store: state.store.as_ref().map_or(
+            StoreStatus {
+                backend: "disabled",
+                state: "disabled",
+                spooled: 0,
+                set_aside: 0,
+            },
+            |s| s.status(),
         ),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// 200 once the model is loaded and warm, 503 before.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "Model loaded and warm", body = Ready),
+        (status = 503, description = "Still warming up", body = ErrorBody),
+    )
+)]
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+        (StatusCode::OK, Json(Ready { ready: true })).into_response()
     } else {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -145,6 +184,14 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Prometheus text exposition of the server's metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String))
+)]
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some(store) = &state.store {
         let status = store.status();
@@ -167,7 +214,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 const DEFAULT_NAME: &str = "upload";
 
 /// Reads the audio from a multipart form (field `audio`, as the original service) or a raw body.
-async fn read_audio(req: Request) -> Result<(String, Vec<u8>), ApiError> {
+async fn read_audio(
+    req: Request,
+    raw_name: Option<String>,
+    limit: usize,
+) -> Result<(String, Vec<u8>), ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -203,6 +254,7 @@ async fn read_audio(req: Request) -> Result<(String, Vec<u8>), ApiError> {
         || content_type.starts_with("video/mp4")
         || content_type.starts_with("application/ogg");
     if !known_raw {
+        super::drain(req.into_body(), limit).await;
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -212,14 +264,8 @@ async fn read_audio(req: Request) -> Result<(String, Vec<u8>), ApiError> {
             ),
         ));
     }
-    let name = req
-        .uri()
-        .query()
-        .and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("filename=").map(str::to_string))
-        })
-        .unwrap_or_else(|| format!("{DEFAULT_NAME}.{}", extension_for(&content_type)));
+    let name =
+        raw_name.unwrap_or_else(|| format!("{DEFAULT_NAME}.{}", extension_for(&content_type)));
     let body = Bytes::from_request(req, &())
         .await
         .map_err(|e| upload_error(e.status(), e.body_text()))?;
@@ -246,20 +292,64 @@ fn upload_error(status: StatusCode, text: String) -> ApiError {
     }
 }
 
-/// `POST /predict`: the verdict JSON.
+/// Windows of log-mel returned with `?include=spectrogram` (2 minutes of audio, ≈ 480 kB).
+const SPECTROGRAM_WINDOWS: usize = 8;
+
+/// Judges one upload: the original service's request (`curl -F audio=@clip.wav`) or a raw body.
+#[utoipa::path(
+    post,
+    path = "/predict",
+    tag = "detector",
+    params(PredictQuery),
+    request_body(
+        description = "Multipart form with the file in field `audio`, or the raw file with an `audio/*` Content-Type",
+        content(
+            (PredictUpload = "multipart/form-data"),
+            ("audio/wav"), ("audio/flac"), ("audio/mpeg"), ("audio/ogg"), ("audio/mp4"),
+            ("application/octet-stream"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The verdict", body = Verdict),
+        (status = 400, description = "Bad form or query", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 413, description = "Upload over --max-upload-mb", body = ErrorBody),
+        (status = 415, description = "Not an audio Content-Type, or an audio format not supported", body = ErrorBody),
+        (status = 422, description = "Empty, corrupt or too long audio", body = ErrorBody),
+        (status = 503, description = "Overloaded (Retry-After is set)", body = ErrorBody),
+        (status = 504, description = "Over --request-timeout-seconds", body = ErrorBody),
+    )
+)]
 async fn predict(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<std::net::SocketAddr>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     req: Request,
 ) -> Result<Json<Verdict>, ApiError> {
+    let max = state.limits.max_upload_bytes;
+    let parsed = Query::<PredictQuery>::try_from_uri(req.uri())
+        .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+        .and_then(|Query(q)| match q.include.as_deref() {
+            None | Some("") => Ok((q, false)),
+            Some("spectrogram") => Ok((q, true)),
+            Some(other) => Err(ApiError::bad_request(
+                "bad_query",
+                format!("include={other}: the only extra is 'spectrogram'"),
+            )),
+        });
+    let (query, want_spectrogram) = match parsed {
+        Ok(ok) => ok,
+        Err(e) => {
+            super::drain(req.into_body(), max).await;
+            return Err(e);
+        }
+    };
     // Refuse a declared-too-large upload from its headers, before reading a byte of it.
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let max = state.limits.max_upload_bytes;
     if declared.is_some_and(|n| n > max as u64) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -274,7 +364,7 @@ async fn predict(
         super::drain(req.into_body(), max).await;
         return Err(ApiError::overloaded(state.limits.max_concurrent));
     };
-    let (name, data) = read_audio(req).await?;
+    let (name, data) = read_audio(req, query.filename, max).await?;
     if data.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -306,10 +396,15 @@ async fn predict(
         })?;
         let (prepared, sha256) = prepared?;
         let windows = prepared.layout.windows();
+        let spectrogram = want_spectrogram.then(|| {
+            let (mels, frames) = state.detector.model().manifest.input_shape();
+            Spectrogram::from_log_mels(&prepared.features, mels, frames, SPECTROGRAM_WINDOWS)
+        });
         let scores = state.score(prepared.features, windows).await?;
-        let verdict = state
+        let mut verdict = state
             .detector
             .verdict_from_scores(prepared.layout, &scores)?;
+        verdict.spectrogram = spectrogram;
         Ok::<_, ApiError>((verdict, sha256))
     };
     let outcome = tokio::time::timeout(state.limits.request_timeout, judged).await;
@@ -415,9 +510,18 @@ fn store_failure(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `GET /statistics`: aggregates of the prediction log.
-async fn statistics(
-    State(state): State<Arc<AppState>>,
-) -> Result<Json<crate::store::Statistics>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/statistics",
+    tag = "detector",
+    responses(
+        (status = 200, description = "Aggregates over the prediction log", body = Statistics),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "The prediction log is disabled (--no-store)", body = ErrorBody),
+        (status = 503, description = "The prediction log's database is unreachable", body = ErrorBody),
+    )
+)]
+async fn statistics(State(state): State<Arc<AppState>>) -> Result<Json<Statistics>, ApiError> {
     let store = store_of(&state)?;
     let stats = tokio::task::spawn_blocking(move || store.statistics())
         .await
@@ -426,22 +530,27 @@ async fn statistics(
     Ok(Json(stats))
 }
 
-/// Query of `GET /predictions`.
-#[derive(Debug, serde::Deserialize)]
-struct PredictionsQuery {
-    limit: Option<usize>,
-    since: Option<String>,
-    prediction: Option<String>,
-}
-
 /// Largest `limit` accepted by `GET /predictions`.
 const MAX_LIMIT: usize = 1000;
 
 /// `GET /predictions?limit=N&since=RFC3339&prediction=real|fake`, newest first.
+#[utoipa::path(
+    get,
+    path = "/predictions",
+    tag = "detector",
+    params(PredictionsQuery),
+    responses(
+        (status = 200, description = "Logged predictions, newest first", body = PredictionsPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "The prediction log is disabled (--no-store)", body = ErrorBody),
+        (status = 503, description = "The prediction log's database is unreachable", body = ErrorBody),
+    )
+)]
 async fn predictions(
     State(state): State<Arc<AppState>>,
     query: Result<Query<PredictionsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PredictionsPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(10);
     if limit == 0 || limit > MAX_LIMIT {
@@ -480,9 +589,10 @@ async fn predictions(
         .await
         .map_err(store_failure)?
         .map_err(store_failure)?;
-    Ok(Json(
-        json!({"count": records.len(), "predictions": records}),
-    ))
+    Ok(Json(PredictionsPage {
+        count: records.len(),
+        predictions: records,
+    }))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub enum StoreError {
 }
 
 /// One logged prediction.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PredictionRecord {
     /// Request id (also in the verdict).
     pub request_id: String,
@@ -77,7 +77,7 @@ pub struct RecentQuery {
 }
 
 /// What `GET /statistics` reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Statistics {
     /// Records in the log.
     pub total_predictions: u64,
@@ -98,11 +98,13 @@ pub struct Statistics {
 }
 
 /// What `/health` says about the prediction log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoreStatus {
     /// Backend name (`"sqlite"`, `"mongodb"`).
+    #[schema(value_type = String, example = "sqlite")]
     pub backend: &'static str,
     /// `"ok"`, or `"degraded"` while records wait in the spool for the database.
+    #[schema(value_type = String, example = "ok")]
     pub state: &'static str,
     /// Records waiting in the on-disk spool.
     pub spooled: u64,
