@@ -46,9 +46,8 @@ cargo test --workspace --no-fail-fast --features auralguard/keras
 log "deployment artefacts: Helm chart, CRD, examples, Dockerfiles, docker-compose (offline)"
 bash scripts/check-deploy.sh
 
-log "quick start smoke test (release binary, bundled model and clip)"
-cargo build --release -p auralguard
-out=$("$root/target/release/auralguard" predict examples/audio/speech.wav --model models/seed-random)
+log "quick start smoke test (the README's first command, verbatim)"
+out=$(cargo run -q -p auralguard -- predict examples/audio/speech.wav --model models/seed-random)
 echo "$out" | head -5
 echo "$out" | grep -q '"prediction"'
 
