@@ -30,13 +30,38 @@ pub const GROUP: &str = "auralguard.io";
 /// The served and stored version.
 pub const VERSION: &str = "v1alpha1";
 
+/// `value` with every object's keys in sorted order, recursively.
+///
+/// Generated YAML (the CRD, the operator's snapshots) must not depend on whether another crate in
+/// the same build turned on serde_json's `preserve_order` feature (bson, via the server's MongoDB
+/// driver, does in a workspace-wide build), which changes the key order of every JSON map.
+pub fn sorted_keys(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted_keys).collect())
+        }
+        other => other,
+    }
+}
+
 /// The CRD manifest as YAML, exactly as checked in at `crds/audiodetector.yaml`.
 ///
 /// A header comment says the file is generated and how to regenerate it, so nobody edits it by
 /// hand.
 pub fn crd_yaml() -> Result<String, Error> {
+    let crd = serde_json::to_value(AudioDetector::crd()).map_err(|e| Error::Yaml(e.to_string()))?;
     let body =
-        serde_saphyr::to_string(&AudioDetector::crd()).map_err(|e| Error::Yaml(e.to_string()))?;
+        serde_saphyr::to_string(&sorted_keys(crd)).map_err(|e| Error::Yaml(e.to_string()))?;
     Ok(format!(
         "# Generated from crds/src/spec.rs and crds/src/status.rs; do not edit.\n\
          # Regenerate: cargo run -p auralguard-crds --bin crdgen > crds/audiodetector.yaml\n\

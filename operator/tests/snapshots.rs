@@ -36,7 +36,7 @@ fn snapshot_path(case: &str) -> PathBuf {
 fn check(case: &str, docs: Vec<Value>) {
     let rendered = docs
         .iter()
-        .map(|d| serde_saphyr::to_string(d).unwrap())
+        .map(|d| serde_saphyr::to_string(&auralguard_crds::sorted_keys(d.clone())).unwrap())
         .collect::<Vec<_>>()
         .join("---\n");
     let path = snapshot_path(case);
