@@ -157,11 +157,6 @@ impl Batcher {
     pub fn queued_windows(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }
-
-    /// The configuration in force.
-    pub fn config(&self) -> BatchingConfig {
-        self.config
-    }
 }
 
 /// The worker loop: gather, score, reply, until every handle is dropped and the queue is empty.

@@ -216,13 +216,6 @@ impl Detector {
         Ok(probs)
     }
 
-    /// Judges a mono waveform already at the model's sample rate (the OIP v2 `waveform` input).
-    pub fn predict_waveform(&self, name: &str, samples: &[f32]) -> Result<Verdict> {
-        let prepared = self.prepare_waveform(name, samples)?;
-        let probs = self.score_log_mels(&prepared.features, prepared.layout.windows())?;
-        self.verdict_from_scores(prepared.layout, &probs)
-    }
-
     /// Decodes, windows and featurises one source without running the network, so that the
     /// server can hand the log-mels to its cross-request batcher. Features of a chunk of windows
     /// are computed in parallel; decoded audio is held one chunk at a time.
