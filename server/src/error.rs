@@ -120,6 +120,10 @@ pub enum Error {
     /// A tensor operation failed inside candle.
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
+
+    /// The MLflow Model Registry could not resolve or deliver a `models:/` model.
+    #[error("model registry: {0}")]
+    Registry(#[from] mlflow_client::Error),
 }
 
 impl Error {
@@ -141,6 +145,7 @@ impl Error {
             Error::InvalidArgument(_) => "invalid_argument",
             Error::Inference(_) => "inference_failed",
             Error::Tensor(_) => "tensor_error",
+            Error::Registry(_) => "registry_error",
         }
     }
 

@@ -43,6 +43,11 @@ pub struct Metrics {
     pub queue_wait_seconds: Histogram,
     /// Windows waiting for the network (set at scrape time).
     pub queue_windows: IntGauge,
+    /// Model updates from the registry by outcome (`ok`, `failed`).
+    pub model_updates: IntCounterVec,
+    /// 1 when the last registry check succeeded, 0 when MLflow could not be asked (only
+    /// exported when serving a `models:/NAME@ALIAS`).
+    pub model_registry_up: IntGauge,
 }
 
 impl Metrics {
@@ -146,6 +151,17 @@ impl Metrics {
             registry.register(Box::new(m.clone()))?;
         }
         registry.register(Box::new(queue_windows.clone()))?;
+        let model_updates = IntCounterVec::new(
+            Opts::new(
+                "auralguard_model_updates_total",
+                "Switches to a new registry model version, by outcome (ok, failed).",
+            ),
+            &["outcome"],
+        )?;
+        let model_registry_up = IntGauge::new(
+            "auralguard_model_registry_up",
+            "1 when the last check of the served model alias reached MLflow, else 0.",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -173,7 +189,34 @@ impl Metrics {
             batch_requests,
             queue_wait_seconds,
             queue_windows,
+            model_updates,
+            model_registry_up,
         })
+    }
+
+    /// Exports the model-update metrics; called when serving an alias that is watched, so a
+    /// folder-served detector does not show a registry gauge that means nothing.
+    pub fn export_model_watch(&self) -> prometheus::Result<()> {
+        self.registry
+            .register(Box::new(self.model_updates.clone()))?;
+        self.registry
+            .register(Box::new(self.model_registry_up.clone()))?;
+        for outcome in ["ok", "failed"] {
+            self.model_updates.with_label_values(&[outcome]);
+        }
+        Ok(())
+    }
+
+    /// Records which model is served (replacing the previous one's series).
+    pub fn set_model(&self, manifest: &crate::model::Manifest) {
+        self.model_info.reset();
+        self.model_info
+            .with_label_values(&[
+                &manifest.name,
+                &manifest.version,
+                &manifest.architecture.name,
+            ])
+            .set(1);
     }
 
     /// The text exposition format.

@@ -4,7 +4,9 @@
 //! from a bounded semaphore (no permit → immediate 503 with `Retry-After`), decode and featurise
 //! on the blocking thread pool with the [`Detector`], then queue the log-mels on the cross-request
 //! [`Batcher`] (full queue → 503 too), so overload never becomes unbounded memory. Errors are
-//! mapped to `{"error": {"code", "message"}}` in exactly one place ([`error`]).
+//! mapped to `{"error": {"code", "message"}}` in exactly one place ([`error`]). The model
+//! itself sits in a [`serving::ModelSlot`], so a registry update ([`model_watch`]) can replace it
+//! while requests are in flight.
 //!
 //! [`AudioSource`]: crate::audio::AudioSource
 //! [`Detector`]: crate::pipeline::Detector
@@ -13,23 +15,20 @@
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod model_watch;
 pub mod oip;
 pub mod openapi;
 pub mod routes;
 pub mod schema;
 pub mod serve;
+pub mod serving;
 pub mod web;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use tokio::sync::Semaphore;
-
-use crate::batcher::{Batcher, SubmitError};
-use crate::pipeline::Detector;
-use error::ApiError;
 
 pub use serve::{serve, ServeConfig};
 
@@ -48,14 +47,14 @@ pub struct Limits {
 
 /// Everything the handlers share, built once at start-up.
 pub struct AppState {
-    /// The loaded model and its front-end.
-    pub detector: Arc<Detector>,
+    /// The model (and its queue) new requests are judged with; replaced by model updates.
+    pub slot: serving::ModelSlot,
+    /// The registry alias being followed, when serving `models:/NAME@ALIAS`.
+    pub registry_status: Option<model_watch::WatchState>,
     /// Deployment limits.
     pub limits: Limits,
     /// Permits for requests being decoded and featurised.
     pub permits: Arc<Semaphore>,
-    /// The network's queue, shared by every request.
-    pub batcher: Batcher,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
     /// Set once the warm-up inference has run.
@@ -83,33 +82,5 @@ pub(crate) async fn drain(body: axum::body::Body, limit: usize) {
                 break;
             }
         }
-    }
-}
-
-impl AppState {
-    /// Scores `windows` log-mels laid end to end through the shared batcher.
-    pub async fn score(&self, features: Vec<f32>, windows: usize) -> Result<Vec<f32>, ApiError> {
-        let rx = self
-            .batcher
-            .submit(features, windows)
-            .map_err(|e| match e {
-                SubmitError::QueueFull { .. } => {
-                    self.metrics.overloaded.inc();
-                    ApiError::queue_full(e.to_string())
-                }
-                SubmitError::Stopped => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    e.to_string(),
-                ),
-            })?;
-        let scores = rx.await.map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the inference worker dropped the request",
-            )
-        })?;
-        Ok(scores?)
     }
 }

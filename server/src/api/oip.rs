@@ -165,7 +165,8 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 fn check_model(state: &AppState, name: &str) -> Result<(), ApiError> {
-    let m = &state.detector.model().manifest;
+    let serving = state.slot.get();
+    let m = &serving.detector.model().manifest;
     if name != m.name {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -214,7 +215,8 @@ pub async fn model_metadata(
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, ApiError> {
     check_model(&state, &name)?;
-    let m = &state.detector.model().manifest;
+    let serving = state.slot.get();
+    let m = &serving.detector.model().manifest;
     let (mels, frames) = m.input_shape();
     let any = |name, shape| TensorMetadata {
         name,
@@ -317,7 +319,8 @@ pub async fn infer(
         state.metrics.overloaded.inc();
         return Err(ApiError::overloaded(state.limits.max_concurrent));
     };
-    let detector = state.detector.clone();
+    let serving = state.slot.get();
+    let detector = serving.detector.clone();
     let (mels, frames) = detector.model().manifest.input_shape();
     let internal = |e: tokio::task::JoinError| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
@@ -331,8 +334,10 @@ pub async fn infer(
             .await
             .map_err(internal)??;
             let windows = prepared.layout.windows();
-            let scores = state.score(prepared.features, windows).await?;
-            let v = state
+            let scores = serving
+                .score(&state.metrics, prepared.features, windows)
+                .await?;
+            let v = serving
                 .detector
                 .verdict_from_scores(prepared.layout, &scores)?;
             vec![
@@ -343,7 +348,7 @@ pub async fn infer(
         ("log_mel", [b, m, f]) if (*m, *f) == (mels, frames) && *b > 0 => {
             let n = *b;
             drop(permit);
-            let p = state.score(data, n).await?;
+            let p = serving.score(&state.metrics, data, n).await?;
             vec![output("fake_probability", p)]
         }
         (name, shape) => {
@@ -356,7 +361,7 @@ pub async fn infer(
             ))
         }
     };
-    let m = &state.detector.model().manifest;
+    let m = &serving.detector.model().manifest;
     Ok(Json(InferResponse {
         model_name: m.name.clone(),
         model_version: m.version.clone(),

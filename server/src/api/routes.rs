@@ -134,19 +134,21 @@ async fn record(State(state): State<Arc<AppState>>, mut req: Request, next: Next
     responses((status = 200, description = "The process is alive", body = Health))
 )]
 async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
-    let m = &state.detector.model().manifest;
+    let serving = state.slot.get();
+    let m = &serving.detector.model().manifest;
     Json(Health {
         status: "healthy",
         model: HealthModel {
             name: m.name.clone(),
             version: m.version.clone(),
             architecture: m.architecture.name.clone(),
+            registry: state.registry_status.as_ref().map(|w| w.snapshot()),
         },
         device: state.device.clone(),
         ready: state.ready.load(Ordering::Acquire),
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         in_flight: state.metrics.in_flight.get(),
-        queued_windows: state.batcher.queued_windows(),
+        queued_windows: serving.queued_windows(),
         store: state.store.as_ref().map_or(
             StoreStatus {
                 backend: "disabled",
@@ -198,7 +200,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.store_spooled.set(status.spooled as i64);
         state.metrics.store_set_aside.set(status.set_aside as i64);
     }
-    let queued = i64::try_from(state.batcher.queued_windows()).unwrap_or(i64::MAX);
+    let queued = i64::try_from(state.slot.get().queued_windows()).unwrap_or(i64::MAX);
     state.metrics.queue_windows.set(queued);
     (
         [(
@@ -375,8 +377,9 @@ async fn predict(
     let metrics = &state.metrics;
     let in_flight = InFlightGuard::new(&metrics.in_flight);
     let t0 = Instant::now();
+    let serving = state.slot.get();
     let judged = async {
-        let detector = state.detector.clone();
+        let detector = serving.detector.clone();
         // Decode and featurise on the blocking pool while holding the permit; the permit goes
         // back before queueing, where the batcher's own bound takes over.
         let prepared = tokio::task::spawn_blocking(move || {
@@ -397,11 +400,13 @@ async fn predict(
         let (prepared, sha256) = prepared?;
         let windows = prepared.layout.windows();
         let spectrogram = want_spectrogram.then(|| {
-            let (mels, frames) = state.detector.model().manifest.input_shape();
+            let (mels, frames) = serving.detector.model().manifest.input_shape();
             Spectrogram::from_log_mels(&prepared.features, mels, frames, SPECTROGRAM_WINDOWS)
         });
-        let scores = state.score(prepared.features, windows).await?;
-        let mut verdict = state
+        let scores = serving
+            .score(&state.metrics, prepared.features, windows)
+            .await?;
+        let mut verdict = serving
             .detector
             .verdict_from_scores(prepared.layout, &scores)?;
         verdict.spectrogram = spectrogram;
@@ -570,7 +575,8 @@ async fn predictions(
         ),
         None => None,
     };
-    let labels = &state.detector.model().manifest.labels;
+    let serving = state.slot.get();
+    let labels = &serving.detector.model().manifest.labels;
     if let Some(p) = &q.prediction {
         if !labels.contains(p) {
             return Err(ApiError::bad_request(

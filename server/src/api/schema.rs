@@ -33,6 +33,9 @@ pub struct HealthModel {
     pub version: String,
     /// Architecture name.
     pub architecture: String,
+    /// The registry alias being followed (only when serving `models:/NAME@ALIAS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<super::model_watch::RegistryStatus>,
 }
 
 /// `GET /health`: liveness plus what an operator wants at a glance.

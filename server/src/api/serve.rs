@@ -8,8 +8,10 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use super::metrics::Metrics;
+use super::model_watch::{self, WatchConfig, WatchState};
+use super::serving::{ModelSlot, Serving};
 use super::{routes, AppState, Limits};
-use crate::batcher::{BatchReport, Batcher, BatchingConfig};
+use crate::batcher::BatchingConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::Detector;
 
@@ -28,6 +30,10 @@ pub struct ServeConfig {
     pub batching: BatchingConfig,
     /// Key required on every route but probes and scrapes; `None` leaves the API open.
     pub api_key: Option<String>,
+    /// The registry URI the model came from (as given) and the version loaded, if it did.
+    pub registry_model: Option<(mlflow_client::ModelUri, u64)>,
+    /// Follow a registry alias: switch to the version it points at, checking at an interval.
+    pub watch: Option<WatchConfig>,
 }
 
 /// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish, and
@@ -38,25 +44,20 @@ pub async fn serve(
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     let metrics = Metrics::new().map_err(|e| Error::InvalidArgument(format!("metrics: {e}")))?;
-    let m = &detector.model().manifest;
-    metrics
-        .model_info
-        .with_label_values(&[&m.name, &m.version, &m.architecture.name])
-        .set(1);
-    let detector = Arc::new(detector);
-    let (batch_windows, batch_requests, queue_wait) = (
-        metrics.batch_windows.clone(),
-        metrics.batch_requests.clone(),
-        metrics.queue_wait_seconds.clone(),
-    );
-    let batcher = Batcher::start(detector.clone(), config.batching, move |r: BatchReport| {
-        batch_windows.observe(r.windows as f64);
-        batch_requests.observe(r.jobs as f64);
-        queue_wait.observe(r.oldest_wait.as_secs_f64());
-    })?;
+    metrics.set_model(&detector.model().manifest);
+    if config.watch.is_some() {
+        metrics
+            .export_model_watch()
+            .map_err(|e| Error::InvalidArgument(format!("metrics: {e}")))?;
+        metrics.model_registry_up.set(1);
+    }
+    let registry_status = config.registry_model.as_ref().map(|(uri, version)| {
+        WatchState::new(uri, &mlflow_client::ModelUri::version(uri.name(), *version))
+    });
+    let first = Serving::start(detector, config.batching, &metrics)?;
     let state = Arc::new(AppState {
-        detector,
-        batcher,
+        slot: ModelSlot::new(first),
+        registry_status,
         permits: Arc::new(Semaphore::new(config.limits.max_concurrent)),
         limits: config.limits,
         metrics,
@@ -76,17 +77,20 @@ pub async fn serve(
 
     // Warm up off the runtime threads: /health answers at once, /ready once this is done.
     let warm = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let det = &warm.detector;
-        let (m, t) = det.extractor().output_shape(det.window_config().len);
-        match det.score_log_mels(&vec![-80.0; m * t], 1) {
-            Ok(_) => {
+    tokio::task::spawn_blocking(
+        move || match model_watch::warm_up(&warm.slot.get().detector) {
+            Ok(()) => {
                 warm.ready.store(true, Ordering::Release);
                 tracing::info!("model warm; ready");
             }
             Err(e) => tracing::error!(error = %e, "warm-up inference failed; staying unready"),
-        }
-    });
+        },
+    );
+    if let (Some(watch), Some((_, version))) = (config.watch, config.registry_model) {
+        tracing::info!(uri = %watch.uri, version, interval_seconds = watch.interval.as_secs_f64(),
+            "following the model alias");
+        tokio::spawn(model_watch::watch(state.clone(), watch, version));
+    }
 
     let app = routes::router(state.clone());
     tracing::info!(%bound, "serving");

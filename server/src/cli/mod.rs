@@ -9,7 +9,9 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use auralguard::model::{DeviceSpec, LoadedModel, ModelPackage};
+use auralguard::model::{
+    DeviceSpec, FetchedModel, LoadedModel, ModelPackage, ModelRegistry, ModelSource,
+};
 use clap::{Parser, Subcommand};
 
 /// Detects AI-generated (deepfake) speech in audio files.
@@ -43,22 +45,88 @@ pub enum Command {
 /// Options shared by every subcommand that loads a model.
 #[derive(Debug, clap::Args)]
 pub struct ModelArgs {
-    /// Model package folder (auralguard.json + model.safetensors).
+    /// Model: a package folder (auralguard.json + model.safetensors), `models:/NAME/VERSION` or
+    /// `models:/NAME@ALIAS` (resolved through the MLflow Model Registry and cached locally).
     #[arg(short, long, env = "AURALGUARD_MODEL")]
-    pub model: PathBuf,
+    pub model: ModelSource,
 
     /// Compute device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, env = "AURALGUARD_DEVICE", default_value = "cpu")]
     pub device: String,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Where the MLflow registry is and where its models are cached.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// MLflow tracking server, for `models:/` URIs (credentials: `MLFLOW_TRACKING_TOKEN` or
+    /// `MLFLOW_TRACKING_USERNAME` + `MLFLOW_TRACKING_PASSWORD`).
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_uri: Option<String>,
+
+    /// Folder that `models:/` downloads are cached in, keyed by name and version
+    /// (default: ~/.cache/auralguard/models).
+    #[arg(long, env = "AURALGUARD_MODEL_CACHE")]
+    pub model_cache: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// A client of the configured registry.
+    pub fn connect(&self) -> anyhow::Result<ModelRegistry> {
+        let cache = self
+            .model_cache
+            .clone()
+            .unwrap_or_else(auralguard::model::registry::default_cache_dir);
+        ModelRegistry::connect(self.mlflow_uri.as_deref(), &cache).map_err(|e| {
+            anyhow::anyhow!("{e} (models:/ URIs need --mlflow-uri or MLFLOW_TRACKING_URI)")
+        })
+    }
+}
+
+/// A small runtime for the synchronous subcommands' registry calls.
+pub fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
 }
 
 impl ModelArgs {
-    /// Opens, validates and loads the model onto the requested device.
-    pub fn load(&self) -> anyhow::Result<LoadedModel> {
-        let device: DeviceSpec = self.device.parse()?;
-        let package = ModelPackage::open(&self.model)?;
-        Ok(package.load(&device.open()?)?)
+    /// The package the model option names: the folder itself, or the registry version
+    /// downloaded into the cache (with its version number).
+    pub fn open_package(&self) -> anyhow::Result<(ModelPackage, Option<FetchedModel>)> {
+        match &self.model {
+            ModelSource::Folder(dir) => Ok((ModelPackage::open(dir)?, None)),
+            ModelSource::Registry(uri) => {
+                let registry = self.registry.connect()?;
+                let fetched = block_on(registry.fetch(uri))??;
+                Ok((fetched.package.clone(), Some(fetched)))
+            }
+        }
     }
+
+    /// Opens, validates and loads the model onto the requested device. A registry model's
+    /// verdicts carry the registry's version number.
+    pub fn load(&self) -> anyhow::Result<LoadedModel> {
+        let (package, fetched) = self.open_package()?;
+        load_on(&package, fetched.as_ref(), &self.device)
+    }
+}
+
+/// Loads `package` onto `device`; a registry version's number replaces the manifest's version.
+pub fn load_on(
+    package: &ModelPackage,
+    fetched: Option<&FetchedModel>,
+    device: &str,
+) -> anyhow::Result<LoadedModel> {
+    let device: DeviceSpec = device.parse()?;
+    let mut model = package.load(&device.open()?)?;
+    if let Some(f) = fetched {
+        model.manifest.version = f.version.to_string();
+    }
+    Ok(model)
 }
 
 /// Installs the tracing subscriber: human-readable on a terminal, JSON otherwise. A server logs

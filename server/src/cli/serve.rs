@@ -5,13 +5,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use auralguard::api::model_watch::WatchConfig;
 use auralguard::api::{serve, Limits, ServeConfig};
 use auralguard::batcher::BatchingConfig;
+use auralguard::model::ModelSource;
 use auralguard::pipeline::{Detector, DetectorOptions};
 use auralguard::store::durable::DurableLog;
 use auralguard::store::mongo::MongoStore;
 use auralguard::store::sqlite::SqliteStore;
 use auralguard::store::PredictionStore;
+use mlflow_client::ModelUri;
 
 use super::ModelArgs;
 
@@ -86,6 +89,11 @@ pub struct ServeArgs {
     #[arg(long, env = "AURALGUARD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
+    /// With `--model models:/NAME@ALIAS`: seconds between checks of the alias; the server
+    /// switches to the version it points at without failing a request (0: never check).
+    #[arg(long, env = "AURALGUARD_MODEL_POLL_SECONDS", default_value_t = 30.0)]
+    pub model_poll_seconds: f64,
+
     /// Per-request time budget, in seconds.
     #[arg(
         long,
@@ -136,15 +144,47 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.request_timeout_seconds > 0.0,
         "--request-timeout-seconds must be positive"
     );
-    let model = args.model.load()?;
-    let detector = Detector::new(
-        model,
-        &DetectorOptions {
-            batch_size: Some(args.batch_size),
-            max_duration_seconds: Some(args.max_audio_seconds),
-            ..Default::default()
-        },
-    )?;
+    anyhow::ensure!(
+        args.model_poll_seconds.is_finite() && args.model_poll_seconds >= 0.0,
+        "--model-poll-seconds must be zero or positive"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let options = DetectorOptions {
+        batch_size: Some(args.batch_size),
+        max_duration_seconds: Some(args.max_audio_seconds),
+        ..Default::default()
+    };
+    let batching = BatchingConfig {
+        max_delay: Duration::from_secs_f64(args.max_batch_delay_ms / 1000.0),
+        max_queued_windows: args.max_queue_windows,
+    };
+    let (detector, registry_model, watch) = match &args.model.model {
+        ModelSource::Folder(_) => (Detector::new(args.model.load()?, &options)?, None, None),
+        ModelSource::Registry(uri) => {
+            let registry = args.model.registry.connect()?;
+            let fetched = runtime.block_on(registry.fetch(uri))?;
+            let model = super::load_on(&fetched.package, Some(&fetched), &args.model.device)?;
+            tracing::info!(uri = %uri, serving = %fetched.uri, "loaded model from the registry");
+            let watch = match uri {
+                ModelUri::Alias { .. } if args.model_poll_seconds > 0.0 => Some(WatchConfig {
+                    uri: uri.clone(),
+                    registry,
+                    interval: Duration::from_secs_f64(args.model_poll_seconds),
+                    device: model.device.clone(),
+                    options: options.clone(),
+                    batching,
+                }),
+                _ => None,
+            };
+            (
+                Detector::new(model, &options)?,
+                Some((uri.clone(), fetched.version)),
+                watch,
+            )
+        }
+    };
     let store = open_store(&args)?;
     let config = ServeConfig {
         addr: SocketAddr::new(args.host, args.port),
@@ -156,15 +196,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         device: args.model.device.clone(),
         store,
-        batching: BatchingConfig {
-            max_delay: Duration::from_secs_f64(args.max_batch_delay_ms / 1000.0),
-            max_queued_windows: args.max_queue_windows,
-        },
+        batching,
         api_key: args.api_key.clone(),
+        registry_model,
+        watch,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(serve(detector, config, |addr| {
         // One machine-readable line on stdout so scripts and tests learn the port.
         println!("listening on http://{addr}");

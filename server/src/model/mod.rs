@@ -5,6 +5,7 @@
 //! * [`arch`] — architectures by name ([`arch::lookup`]), the [`arch::Classifier`] trait.
 //! * [`ops`] — channels-last CPU convolution and pooling as candle custom ops.
 //! * [`device`] — `cpu` / `cuda[:N]`.
+//! * [`registry`] — `models:/` URIs: resolve through MLflow, download into the local cache.
 //! * [`keras`] + [`import`] — read the original service's `.h5`/`.keras` and write a package.
 
 pub mod arch;
@@ -14,7 +15,9 @@ pub mod keras;
 pub mod manifest;
 pub mod ops;
 pub mod package;
+pub mod registry;
 
 pub use device::DeviceSpec;
 pub use manifest::{Aggregation, Manifest};
 pub use package::{LoadedModel, ModelPackage};
+pub use registry::{FetchedModel, ModelRegistry, ModelSource};

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 pub mod mongo;
 pub mod server;
 
+/// The MLflow crate's harness: one real `mlflow server` per test binary.
+#[path = "../../../mlflow/tests/common/mod.rs"]
+pub mod mlflow;
+
 /// Repository root (the workspace folder above `server/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -28,13 +28,28 @@ impl Server {
 
     /// Starts the server on the bundled model with exactly these extra flags, waits until ready.
     pub fn start_with(extra: &[&str]) -> Self {
+        let model = super::repo_root().join("models/seed-random");
+        Self::start_model(model.to_str().expect("utf-8 repo path"), extra)
+    }
+
+    /// Starts the server on `model` (a folder or a `models:/` URI) with exactly these extra
+    /// flags, waits until ready.
+    pub fn start_model(model: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_auralguard"))
             .current_dir(super::repo_root())
-            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
-            .arg(super::repo_root().join("models/seed-random"))
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--model",
+                model,
+            ])
             .args(extra)
             .env_remove("AURALGUARD_MODEL")
             .env_remove("MONGODB_URI")
+            .env_remove("MLFLOW_TRACKING_URI")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
