@@ -164,6 +164,7 @@ def clean_text(raw: str, lang: str) -> str:
         text = text.replace(sym, f" {word} ")
     text = re.sub(r"\s+", " ", text).strip()
     text = re.sub(r"\s+([,.;:!?])", r"\1", text)
+    text = re.sub(r"^\W+", "", text)  # "... using your keypad": festival crashes on a leading "..."
     return text if re.search(r"\w", text) else ""
 
 
@@ -266,6 +267,18 @@ def split_of(lang: str, text: str) -> str:
         if x < edge:
             return name
     return SPLITS[-1][0]
+
+
+def limit_utterances(utts: list[Utterance], n: int) -> list[Utterance]:
+    """The first n utterances by name, drawn from each split in proportion (at least one of
+    each when n >= 3) so that even a tiny corpus has train, val and test."""
+    by_split = {name: [u for u in utts if u.split == name] for name, _ in SPLITS}
+    if n < len(SPLITS):
+        return utts[:n]
+    quota = {name: max(1, round(n * share)) for name, share in SPLITS[1:]}
+    quota[SPLITS[0][0]] = n - sum(quota.values())
+    picked = [u for name, us in by_split.items() for u in us[: quota[name]]]
+    return sorted(picked, key=lambda u: natural_key(u.uid))
 
 
 # --------------------------------------------------------------------------------------
@@ -689,7 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="worker processes (default: CPU count, %(default)s)")
     ap.add_argument("--limit", type=int, default=None, metavar="N",
-                    help="at most N utterances per language (quick tests)")
+                    help="at most N utterances per language, taken from every split "
+                         "(quick tests)")
     ap.add_argument("--seed", type=int, default=0,
                     help="picks voices, rates, noise and Griffin-Lim phases; splits do not "
                          "depend on it (default: %(default)s)")
@@ -699,6 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # keep stdout and stderr lines in order
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        ap.error("--limit must be at least 1")
 
     t0 = time.monotonic()
     out = Path(args.out)
@@ -714,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({joined} joined from short prompts); "
               + ", ".join(f"{v} {k}" for k, v in stats.items() if k.startswith("skipped")))
         if args.limit is not None:
-            lang_utts = lang_utts[: args.limit]
+            lang_utts = limit_utterances(lang_utts, args.limit)
         utts += lang_utts
     for u in utts:
         u.jobs = plan_jobs(u, args.seed, args.griffin_lim)
@@ -731,14 +747,19 @@ def main(argv: list[str] | None = None) -> int:
     tty = sys.stderr.isatty()
     last_report = 0.0
 
+    last_msg = ""
+
     def progress(final: bool = False) -> None:
-        nonlocal last_report
+        nonlocal last_report, last_msg
         now = time.monotonic()
         if not final and not tty and now - last_report < 15:
             return
         last_report = now
         msg = (f"[{done:>4}/{len(utts)} utterances] {rendered} clips rendered, {cached} cached, "
                f"{len(errors)} failed, {now - t0:.0f} s")
+        if final and not tty and msg == last_msg:
+            return
+        last_msg = msg
         print(("\r" + msg) if tty else msg, end="\n" if (final or not tty) else "",
               file=sys.stderr, flush=True)
 

@@ -10,6 +10,7 @@
 //! * [`audio`] — symphonia decoding, rubato resampling, windowing.
 //! * [`features`] — the log-mel front-end, equal to librosa's.
 //! * [`model`] — model packages (manifest + safetensors), architectures, Keras import, devices.
+//! * [`train`] — datasets, cached features, the training loop, evaluation metrics and plots.
 //! * [`pipeline`] — the [`pipeline::Detector`] that ties them together with batching.
 //! * [`verdict`] — the result types every front-end (CLI, HTTP) serialises.
 //! * [`api`] — the HTTP server (`auralguard serve`).
@@ -23,6 +24,7 @@ pub mod features;
 pub mod model;
 pub mod pipeline;
 pub mod store;
+pub mod train;
 pub mod verdict;
 
 pub use error::{Error, Result};

@@ -1,10 +1,14 @@
 //! Argument definitions and dispatch for the `auralguard` binary.
 
 mod bench;
+mod eval;
 mod import;
 mod inspect;
 mod predict;
+mod registry;
 mod serve;
+mod tracking;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +44,12 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure decode, feature and network speed and peak memory on this machine.
     Bench(bench::BenchArgs),
+    /// Train a model on a labelled CSV (optionally tracked in MLflow and registered).
+    Train(train::TrainArgs),
+    /// Score a model on a labelled CSV: accuracy, F1, ROC-AUC, EER, per-source breakdown.
+    Eval(eval::EvalArgs),
+    /// List registered models and move their aliases in the MLflow Model Registry.
+    Registry(registry::RegistryCommandArgs),
 }
 
 /// Options shared by every subcommand that loads a model.
@@ -161,5 +171,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ImportKeras(a) => import::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Registry(a) => registry::run(a),
     }
 }

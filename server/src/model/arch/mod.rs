@@ -5,6 +5,7 @@
 //! architecture means adding a module and one line to [`REGISTRY`]; nothing that loads or runs
 //! models changes.
 
+pub mod compact_cnn;
 pub mod seed_cnn;
 
 use std::collections::HashMap;
@@ -37,6 +38,17 @@ pub trait Architecture: Send + Sync {
     /// Parameters for an input of `n_mels × frames`; fails when the input size is unusable.
     fn params(&self, n_mels: usize, frames: usize) -> Result<Vec<ParamSpec>>;
 
+    /// How a parameter starts before training (biases at zero, kernels scaled to their fan-in,
+    /// data statistics filled in by the trainer).
+    fn init(&self, spec: &ParamSpec) -> Init {
+        Init::default_for(spec)
+    }
+
+    /// The network's pre-sigmoid output `[batch]` for `x` `[batch, n_mels, frames]`, built
+    /// only from differentiable tensor operations on `params` (in [`Architecture::params`]
+    /// order), so the trainer can take gradients through it.
+    fn logits(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor>;
+
     /// Builds the network from named tensors already on `device`.
     fn build(
         &self,
@@ -56,8 +68,81 @@ pub trait Classifier: Send + Sync {
     fn parameter_count(&self) -> usize;
 }
 
+/// How a parameter is initialised before training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// All zeros (biases).
+    Zeros,
+    /// Uniform in ±sqrt(6 / fan_in) (He/Kaiming for ReLU layers; kernels in `[.., in, out]`
+    /// layout have fan-in = the product of all dimensions but the last).
+    FanIn(usize),
+    /// Not trained: a statistic of the training data the trainer computes (input mean/std).
+    Statistic,
+}
+
+impl Init {
+    /// Zeros for `*.bias`, fan-in scaling for everything else.
+    pub fn default_for(spec: &ParamSpec) -> Init {
+        if spec.name.ends_with(".bias") {
+            Init::Zeros
+        } else {
+            let fan_in = spec.shape[..spec.shape.len().saturating_sub(1)]
+                .iter()
+                .product::<usize>()
+                .max(1);
+            Init::FanIn(fan_in)
+        }
+    }
+}
+
+/// A network run through its architecture's [`Architecture::logits`] plus a sigmoid: the
+/// inference side of architectures whose training forward is also their fastest one.
+pub struct LogitsNet {
+    arch: &'static dyn Architecture,
+    params: Vec<Tensor>,
+    n_mels: usize,
+    frames: usize,
+}
+
+impl LogitsNet {
+    /// Wraps `params` (in `arch.params()` order) for inputs of `n_mels × frames`.
+    pub fn new(
+        arch: &'static dyn Architecture,
+        params: Vec<Tensor>,
+        n_mels: usize,
+        frames: usize,
+    ) -> Self {
+        Self {
+            arch,
+            params,
+            n_mels,
+            frames,
+        }
+    }
+}
+
+impl Classifier for LogitsNet {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, h, w) = x.dims3()?;
+        if (h, w) != (self.n_mels, self.frames) {
+            return Err(Error::InvalidArgument(format!(
+                "{} expects inputs of {}×{}, got {h}×{w}",
+                self.arch.name(),
+                self.n_mels,
+                self.frames
+            )));
+        }
+        let z = self.arch.logits(&self.params, x)?;
+        Ok(candle_nn::ops::sigmoid(&z)?)
+    }
+
+    fn parameter_count(&self) -> usize {
+        self.params.iter().map(|t| t.elem_count()).sum()
+    }
+}
+
 /// Every architecture this build knows.
-pub static REGISTRY: &[&dyn Architecture] = &[&seed_cnn::SeedCnn];
+pub static REGISTRY: &[&dyn Architecture] = &[&seed_cnn::SeedCnn, &compact_cnn::CompactCnn];
 
 /// Finds an architecture by name.
 pub fn lookup(name: &str) -> Result<&'static dyn Architecture> {

@@ -69,6 +69,34 @@ impl Architecture for SeedCnn {
         ])
     }
 
+    fn logits(&self, params: &[Tensor], x: &Tensor) -> Result<Tensor> {
+        let [c1k, c1b, c2k, c2b, d1k, d1b, d2k, d2b, d3k, d3b] = params else {
+            return Err(Error::InvalidArgument(
+                "seed-cnn: wrong parameter count".into(),
+            ));
+        };
+        // Keras layouts in, candle's NCHW convolution inside; every step differentiates.
+        let b = x.dim(0)?;
+        let oihw = |k: &Tensor| k.permute((3, 2, 0, 1));
+        let y = x.unsqueeze(1)?;
+        let y = y
+            .conv2d(&oihw(c1k)?.contiguous()?, 0, 1, 1, 1)?
+            .broadcast_add(&c1b.reshape((1, CONV_CH, 1, 1))?)?
+            .relu()?;
+        let y = y
+            .conv2d(&oihw(c2k)?.contiguous()?, 0, 1, 1, 1)?
+            .broadcast_add(&c2b.reshape((1, CONV_CH, 1, 1))?)?
+            .relu()?;
+        let flat = y
+            .max_pool2d(2)?
+            .permute((0, 2, 3, 1))?
+            .contiguous()?
+            .reshape((b, ()))?;
+        let h = flat.matmul(d1k)?.broadcast_add(d1b)?.relu()?;
+        let h = h.matmul(d2k)?.broadcast_add(d2b)?.relu()?;
+        Ok(h.matmul(d3k)?.broadcast_add(d3b)?.squeeze(1)?)
+    }
+
     fn build(
         &self,
         weights: HashMap<String, Tensor>,

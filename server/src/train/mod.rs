@@ -1,0 +1,15 @@
+//! Training and evaluation: CSV datasets in, model packages and metrics out.
+//!
+//! * [`dataset`] — the labelled CSV (`filename,label[,split][,source]`).
+//! * [`features`] — every clip through the server's own front-end, cached on disk.
+//! * [`trainer`] — Adam on class-weighted cross-entropy, early stopping, seeded.
+//! * [`rng`] — the one seeded random stream training draws from.
+//! * [`metrics`] — accuracy, precision/recall/F1, ROC-AUC, EER, per-source breakdown.
+//! * [`plots`] — ROC, DET, score histogram and training curves as SVG.
+
+pub mod dataset;
+pub mod features;
+pub mod metrics;
+pub mod plots;
+pub mod rng;
+pub mod trainer;
