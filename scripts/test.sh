@@ -30,6 +30,11 @@ for installer in scripts/install-*-test-deps.sh; do
   bash "$installer"
 done
 
+# --- the demo corpus's test split (Debian TTS + Asterisk prompts; cached in data/demo-test) ------
+log "building the demo corpus's test split (models/demo is evaluated on it)"
+bash scripts/install-dataset-deps.sh
+.venv/dataset/bin/python examples/dataset/build.py --splits test --out data/demo-test
+
 export AURALGUARD_NO_SKIP=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 

@@ -709,7 +709,14 @@ def main(argv: list[str] | None = None) -> int:
                          "depend on it (default: %(default)s)")
     ap.add_argument("--no-griffin-lim", dest="griffin_lim", action="store_false",
                     help="leave out the Griffin-Lim re-synthesis")
+    ap.add_argument("--splits", default=",".join(name for name, _ in SPLITS),
+                    help="comma-separated splits to render, e.g. 'test' to evaluate a model "
+                         "without building the training data (default: %(default)s)")
     args = ap.parse_args(argv)
+    wanted = {s.strip() for s in args.splits.split(",") if s.strip()}
+    known = {name for name, _ in SPLITS}
+    if not wanted or not wanted <= known:
+        ap.error(f"--splits takes a comma-separated subset of {sorted(known)}")
     sys.stdout.reconfigure(line_buffering=True)  # keep stdout and stderr lines in order
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
@@ -731,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{v} {k}" for k, v in stats.items() if k.startswith("skipped")))
         if args.limit is not None:
             lang_utts = limit_utterances(lang_utts, args.limit)
-        utts += lang_utts
+        utts += [u for u in lang_utts if u.split in wanted]
     for u in utts:
         u.jobs = plan_jobs(u, args.seed, args.griffin_lim)
 

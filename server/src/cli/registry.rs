@@ -79,16 +79,24 @@ async fn act(registry: &ModelRegistry, action: Action) -> anyhow::Result<()> {
             }
         }
         Action::List { name: Some(name) } => {
+            // Version searches do not carry aliases; the registered model does.
+            let model = client.get_registered_model(&name).await?;
             let mut versions = client.list_model_versions(&name).await?;
             versions.sort_by_key(|v| v.number().unwrap_or(0));
             anyhow::ensure!(!versions.is_empty(), "{name} has no versions");
             for v in versions {
+                let aliases: Vec<&str> = model
+                    .aliases
+                    .iter()
+                    .filter(|a| a.version == v.version)
+                    .map(|a| a.alias.as_str())
+                    .collect();
                 println!(
                     "{}\t{:?}\trun {}\t{}",
                     v.version,
                     v.status,
                     if v.run_id.is_empty() { "-" } else { &v.run_id },
-                    v.aliases.join(" ")
+                    aliases.join(" ")
                 );
             }
         }

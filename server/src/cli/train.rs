@@ -69,6 +69,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_augment: bool,
 
+    /// Do not standardise the input per mel band (architectures with input statistics only).
+    #[arg(long)]
+    pub no_normalize: bool,
+
     /// Model name written into the manifest (default: the output folder's name).
     #[arg(long)]
     pub name: Option<String>,
@@ -191,6 +195,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         patience: args.patience,
         class_weights: !args.no_class_weights,
         augment: !args.no_augment,
+        normalize: !args.no_normalize,
     };
     let mut tracker = RunTracker::start(&args.tracking, &name)?;
     if let Some(t) = tracker.as_mut() {
@@ -434,6 +439,7 @@ fn params_of(
         ("patience".into(), cfg.patience.to_string()),
         ("class_weights".into(), cfg.class_weights.to_string()),
         ("augment".into(), cfg.augment.to_string()),
+        ("normalize".into(), cfg.normalize.to_string()),
         ("window_seconds".into(), args.window_seconds.to_string()),
         ("data_csv".into(), args.data.display().to_string()),
         ("data_sha256".into(), data_sha256.to_string()),

@@ -36,6 +36,9 @@ pub struct TrainConfig {
     pub class_weights: bool,
     /// Mask random mel bands and frame ranges of training windows (SpecAugment-style).
     pub augment: bool,
+    /// Fill input-standardisation statistics from the training set (off: mean 0, std 1, so
+    /// the network sees raw dB, as the original recipe did).
+    pub normalize: bool,
 }
 
 impl Default for TrainConfig {
@@ -48,6 +51,7 @@ impl Default for TrainConfig {
             patience: 3,
             class_weights: true,
             augment: true,
+            normalize: true,
         }
     }
 }
@@ -114,7 +118,14 @@ pub fn train(
     let (m, t) = (train.n_mels, train.frames);
     let specs = arch.params(m, t)?;
     let mut rng = SplitMix64::new(cfg.seed);
-    let stats = band_statistics(train);
+    let stats = if cfg.normalize {
+        band_statistics(train)
+    } else {
+        BandStats {
+            mean: vec![0.0; m],
+            std: vec![1.0; m],
+        }
+    };
     let mut params = Vec::with_capacity(specs.len());
     let mut vars = Vec::new();
     for spec in &specs {

@@ -1,0 +1,318 @@
+//! `auralguard train` / `eval` / `registry` end to end: a tiny corpus generated here (voiced
+//! buzz with breath noise and full bandwidth for "real", the same buzz band-limited and clean
+//! for "fake"), two epochs, and a real MLflow server for tracking and registration.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::mlflow;
+
+/// A deterministic tiny dataset with train/val/test splits; returns the CSV path.
+fn tiny_dataset(dir: &Path) -> PathBuf {
+    let sr = 16_000u32;
+    let mut csv = String::from("filename,label,split,source\n");
+    let mut state = 0x1234_5678_u64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+    };
+    for (split, n) in [("train", 12), ("val", 4), ("test", 4)] {
+        for i in 0..n {
+            for fake in [false, true] {
+                let f0 = 100.0 + 15.0 * i as f32 + if fake { 7.0 } else { 0.0 };
+                let top = if fake { 3000.0 } else { 7800.0 };
+                let len = (sr as f32 * (1.2 + 0.1 * i as f32)) as usize;
+                let samples: Vec<f32> = (0..len)
+                    .map(|t| {
+                        let time = t as f32 / sr as f32;
+                        let mut v = 0.0;
+                        let mut h = 1.0;
+                        while h * f0 < top {
+                            v += (std::f32::consts::TAU * h * f0 * time).sin() / h;
+                            h += 1.0;
+                        }
+                        let breath = if fake { 0.0 } else { 0.05 * noise() };
+                        0.1 * v + breath
+                    })
+                    .collect();
+                let label = if fake { "fake" } else { "real" };
+                let name = format!("{split}-{i}-{label}.wav");
+                auralguard::audio::wav::write_pcm16(&dir.join(&name), sr, 1, &samples).unwrap();
+                csv.push_str(&format!(
+                    "{name},{label},{split},{}\n",
+                    if fake { "band-limited" } else { "breathy" }
+                ));
+            }
+        }
+    }
+    let path = dir.join("data.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn auralguard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_auralguard"))
+        .current_dir(common::repo_root())
+        .args(args)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("AURALGUARD_MODEL")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn train_args<'a>(csv: &'a str, out: &'a str, cache: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data",
+        csv,
+        "--out",
+        out,
+        "--arch",
+        "compact-cnn",
+        "--window-seconds",
+        "1",
+        "--epochs",
+        "2",
+        "--patience",
+        "0",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "0.003",
+        "--feature-cache",
+        cache,
+        "--no-progress",
+    ]
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("auralguard.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_tiny_training_run_learns_and_is_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tiny_dataset(tmp.path());
+    let cache = tmp.path().join("features");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (csv_s, cache_s, a_s, b_s) = (s(&csv), s(&cache), s(&a), s(&b));
+
+    let started = std::time::Instant::now();
+    ok(&auralguard(&train_args(&csv_s, &a_s, &cache_s)));
+    assert!(started.elapsed().as_secs() < 180, "{:?}", started.elapsed());
+    let m = manifest(&a);
+    let history = m["training"]["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    let loss = |i: usize| history[i]["train_loss"].as_f64().unwrap();
+    assert!(loss(1) < loss(0), "training loss did not fall: {history:?}");
+    assert_eq!(m["architecture"]["name"], "compact-cnn");
+    assert_eq!(m["window"]["seconds"], 1.0);
+    assert_eq!(m["training"]["data_sha256"].as_str().unwrap().len(), 64);
+    for f in ["MLmodel", "model.safetensors", "training_curves.svg"] {
+        assert!(a.join(f).is_file(), "{f} missing");
+    }
+
+    // Same data, same seed: the same weights bit for bit and the same metrics (features now
+    // come from the cache, which must not change anything either).
+    ok(&auralguard(&train_args(&csv_s, &b_s, &cache_s)));
+    assert_eq!(manifest(&a)["metrics"], manifest(&b)["metrics"]);
+    assert_eq!(
+        manifest(&a)["training"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["train_loss"].clone(), h["val_loss"].clone()))
+            .collect::<Vec<_>>(),
+        manifest(&b)["training"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["train_loss"].clone(), h["val_loss"].clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap()
+    );
+
+    // The package serves and evaluates like any other.
+    let report = ok(&auralguard(&[
+        "eval",
+        "--data",
+        &csv_s,
+        "--model",
+        &a_s,
+        "--plots",
+        tmp.path().join("plots").to_str().unwrap(),
+        "--no-progress",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["split"], "test");
+    assert_eq!(report["metrics"]["count"], 8);
+    assert_eq!(report["by_source"].as_array().unwrap().len(), 2);
+    for f in [
+        "roc.svg",
+        "det.svg",
+        "scores.svg",
+        "training_curves.svg",
+        "report.md",
+    ] {
+        assert!(tmp.path().join("plots").join(f).is_file(), "{f} missing");
+    }
+
+    // An existing output is not overwritten without --force.
+    let out = auralguard(&train_args(&csv_s, &a_s, &cache_s));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}
+
+#[test]
+fn bad_training_input_is_refused_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("bad.csv");
+    std::fs::write(&csv, "filename,label\na.wav,maybe\n").unwrap();
+    let out = auralguard(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--out",
+        tmp.path().join("m").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.csv:2") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    let out = auralguard(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--out",
+        tmp.path().join("m").to_str().unwrap(),
+        "--register",
+        "x",
+    ]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn training_is_tracked_in_mlflow_and_registered() {
+    let Some(server) = mlflow::server("training_is_tracked_in_mlflow_and_registered") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tiny_dataset(tmp.path());
+    let out_dir = tmp.path().join("model");
+    let name = mlflow::unique("trained");
+    let experiment = mlflow::unique("train-cli");
+    let features = tmp.path().join("features");
+    let mut args = train_args(
+        csv.to_str().unwrap(),
+        out_dir.to_str().unwrap(),
+        features.to_str().unwrap(),
+    );
+    args.extend([
+        "--mlflow-uri",
+        &server.uri,
+        "--experiment",
+        &experiment,
+        "--register",
+        &name,
+    ]);
+    let stdout = ok(&auralguard(&args));
+    assert_eq!(stdout.trim(), format!("models:/{name}/1"));
+
+    let client = server.client();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let version = client.get_model_version(&name, 1).await.unwrap();
+        let run = client.get_run(&version.run_id).await.unwrap();
+        assert_eq!(run.info.status, mlflow_client::RunStatus::Finished);
+        assert_eq!(run.data.param("epochs"), Some("2"));
+        assert_eq!(run.data.param("arch"), Some("compact-cnn"));
+        let data_hash = manifest(&out_dir)["training"]["data_sha256"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(run.data.param("data_sha256"), Some(data_hash.as_str()));
+        assert_eq!(
+            run.data.tag("auralguard.data_sha256"),
+            Some(data_hash.as_str())
+        );
+        let history = client
+            .get_metric_history(&run.info.run_id, "val_loss")
+            .await
+            .unwrap();
+        let steps: Vec<i64> = history.iter().map(|m| m.step).collect();
+        assert_eq!(steps, vec![1, 2], "{history:?}");
+        let files = client
+            .list_artifacts_recursive(&format!("runs:/{}/model", run.info.run_id))
+            .await
+            .unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        for f in [
+            "MLmodel",
+            "auralguard.json",
+            "model.safetensors",
+            "training_curves.svg",
+        ] {
+            assert!(
+                names.iter().any(|n| n.ends_with(f)),
+                "{f} not among {names:?}"
+            );
+        }
+    });
+
+    // Aliases through the CLI, then the aliased model evaluated straight from the registry.
+    let cache = tmp.path().join("cache");
+    let reg = |extra: &[&str]| {
+        let mut a = vec![
+            "registry",
+            "--mlflow-uri",
+            &server.uri,
+            "--model-cache",
+            cache.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        auralguard(&a)
+    };
+    assert!(ok(&reg(&["alias", &name, "challenger", "1"])).contains("-> 1"));
+    assert!(ok(&reg(&["promote", &name])).contains(&format!("models:/{name}@champion -> 1")));
+    assert!(ok(&reg(&["list", &name])).contains("champion"));
+    assert!(!reg(&["alias", &name, "champion", "7"]).status.success());
+    let report = ok(&auralguard(&[
+        "eval",
+        "--data",
+        csv.to_str().unwrap(),
+        "--model",
+        &format!("models:/{name}@champion"),
+        "--mlflow-uri",
+        &server.uri,
+        "--model-cache",
+        cache.to_str().unwrap(),
+        "--no-progress",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["model"]["version"], "1");
+}
