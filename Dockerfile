@@ -25,7 +25,7 @@ FROM debian:${DEBIAN_RELEASE}-slim
 # The process writes only to /var/lib/auralguard (prediction log) and /var/cache/auralguard
 # (models downloaded from MLflow), so it runs with a read-only root filesystem once those are
 # volumes; the operator mounts emptyDirs at the same paths.
-ENV AURALGUARD_MODEL=/models/seed-random \
+ENV AURALGUARD_MODEL=/models/demo \
     AURALGUARD_DEVICE=cpu \
     AURALGUARD_HOST=0.0.0.0 \
     AURALGUARD_PORT=8080 \
@@ -35,9 +35,9 @@ ENV AURALGUARD_MODEL=/models/seed-random \
 # stage avoids an apt-get in the runtime image.
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/auralguard /usr/local/bin/auralguard
-# The bundled (untrained) demo model, so the image answers out of the box; production sets
+# The bundled demo model (models/demo/README.md), so the image answers out of the box; production sets
 # AURALGUARD_MODEL to a models:/ URI or a mounted folder.
-COPY models/seed-random /models/seed-random
+COPY models/demo /models/demo
 RUN install -d -o 65532 -g 65532 -m 0750 /var/lib/auralguard /var/cache/auralguard
 WORKDIR /var/lib/auralguard
 USER 65532:65532

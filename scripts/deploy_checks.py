@@ -658,7 +658,7 @@ def test_dockerfile_builds_and_runs_the_right_binary(name, binary, build_flags):
     assert f'ENTRYPOINT ["{binary}"]' in stage
     if binary == "auralguard":
         assert 'CMD ["serve"]' in stage
-        assert any("COPY models/seed-random /models/seed-random" in l for l in stage)
+        assert any("COPY models/demo /models/demo" in l for l in stage)
     if name == "Dockerfile.cuda":
         assert "ARG CUDA_COMPUTE_CAP" in text and "AURALGUARD_DEVICE=cuda" in text
 
@@ -702,7 +702,7 @@ def test_compose_detector_is_wired_to_mongo_and_mlflow():
     env = svc["environment"]
     assert env["MONGODB_URI"].startswith("mongodb://mongo:27017/")
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert env["AURALGUARD_MODEL"] == "/models/seed-random"
+    assert env["AURALGUARD_MODEL"] == "/models/demo"
     assert svc["build"]["dockerfile"] == "Dockerfile"
     assert svc["image"] == f"auralguard/auralguard:{workspace_version()}"
     assert {d: c["condition"] for d, c in svc["depends_on"].items()} == {"mongo": "service_healthy", "mlflow": "service_healthy"}

@@ -52,7 +52,7 @@ log "deployment artefacts: Helm chart, CRD, examples, Dockerfiles, docker-compos
 bash scripts/check-deploy.sh
 
 log "quick start smoke test (the README's first command, verbatim)"
-out=$(cargo run -q -p auralguard -- predict examples/audio/speech.wav --model models/seed-random)
+out=$(cargo run -q -p auralguard -- predict examples/audio/speech.wav --model models/demo)
 echo "$out" | head -5
 echo "$out" | grep -q '"prediction"'
 

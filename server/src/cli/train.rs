@@ -140,6 +140,8 @@ impl Progress for Bars {
 /// Runs `train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let architecture = arch::lookup(&args.arch)?;
+    // Read before training: the code that trains is the code checked out now.
+    let commit = git_commit();
     let dataset = Dataset::load(&args.data)?;
     let (train_clips, val_clips) = split(&dataset, args.seed)?;
     let name = args.name.clone().unwrap_or_else(|| {
@@ -269,8 +271,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     t.insert("history".into(), serde_json::to_value(&outcome.history)?);
     t.insert("train_clips".into(), train_set.clips.len().into());
     t.insert("val_clips".into(), val_set.clips.len().into());
-    if let Some(commit) = git_commit() {
-        t.insert("git_commit".into(), commit.into());
+    if let Some(commit) = &commit {
+        t.insert("git_commit".into(), commit.clone().into());
     }
     t.insert(
         "auralguard_version".into(),
@@ -449,13 +451,21 @@ fn params_of(
     ]
 }
 
-/// The repository's commit, when run inside a git checkout.
+/// The repository's commit when run inside a git checkout, with `+dirty` when tracked files
+/// differ from it (the weights then came from code no commit holds).
 pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (out.status.success() && s.len() == 40).then_some(s)
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+    };
+    let out = git(&["rev-parse", "HEAD"])?;
+    let hash = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    if !out.status.success() || hash.len() != 40 {
+        return None;
+    }
+    let clean = git(&["diff", "--quiet", "HEAD"]).is_some_and(|o| o.status.success());
+    Some(if clean { hash } else { format!("{hash}+dirty") })
 }
