@@ -264,6 +264,22 @@ mod tests {
     }
 
     #[test]
+    fn training_logits_match_the_inference_network() {
+        let (m, f) = (12, 19);
+        let w = random_weights(m, f);
+        let specs = SeedCnn.params(m, f).unwrap();
+        let params: Vec<Tensor> = specs.iter().map(|s| w[&s.name].clone()).collect();
+        let net = SeedCnn.build(w, m, f, &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, m, f), &Device::Cpu).unwrap();
+        let expected: Vec<f32> = net.forward(&x).unwrap().to_vec1().unwrap();
+        let z = SeedCnn.logits(&params, &x).unwrap();
+        let got: Vec<f32> = candle_nn::ops::sigmoid(&z).unwrap().to_vec1().unwrap();
+        for (a, b) in expected.iter().zip(&got) {
+            assert!((a - b).abs() < 1e-4, "{expected:?} vs {got:?}");
+        }
+    }
+
+    #[test]
     fn wrong_input_size_is_an_error() {
         let net = SeedCnn
             .build(random_weights(10, 10), 10, 10, &Device::Cpu)
