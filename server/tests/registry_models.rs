@@ -292,3 +292,127 @@ fn serve_follows_the_alias_without_failing_a_request() {
     );
     assert!(!seen.versions.contains(&v3.to_string()));
 }
+
+/// A loopback TCP forwarder to MLflow that can be shut, cutting every open connection too: an
+/// MLflow outage as the detector sees it, while the real server keeps running for the test.
+struct Gate {
+    uri: String,
+    open: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Gate {
+    fn start(target: &str) -> Self {
+        let target: std::net::SocketAddr = target
+            .trim_start_matches("http://")
+            .parse()
+            .expect("MLflow at ip:port");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        let open = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (o, c) = (open.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !o.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let mut open_now = c.lock().unwrap();
+                open_now.push(client.try_clone().unwrap());
+                open_now.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { uri, open, conns }
+    }
+
+    fn shut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+fn metric(server: &Server, name: &str) -> Option<f64> {
+    let text = reqwest::blocking::get(server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn serve_keeps_its_model_while_mlflow_is_down_and_catches_up_after() {
+    let Some(mlflow) = mlflow::server("serve_keeps_its_model_while_mlflow_is_down") else {
+        return;
+    };
+    let (rt, client) = (runtime(), mlflow.client());
+    let name = mlflow::unique("serve-outage");
+    let v1 = register(&rt, &client, &name, &seed_model());
+    set_alias(&rt, mlflow, &name, v1);
+    let gate = Gate::start(&mlflow.uri);
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::start_model(
+        &format!("models:/{name}@champion"),
+        &[
+            "--mlflow-uri",
+            &gate.uri,
+            "--model-cache",
+            cache.path().to_str().unwrap(),
+            "--model-poll-seconds",
+            "0.3",
+            "--no-store",
+        ],
+    );
+    let judge = || {
+        let r = reqwest::blocking::Client::new()
+            .post(server.url("/predict?filename=speech.wav"))
+            .header("content-type", "audio/wav")
+            .body(speech())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().unwrap();
+        v["model"]["version"].as_str().unwrap().to_string()
+    };
+    assert_eq!(judge(), v1.to_string());
+
+    // MLflow becomes unreachable; meanwhile the alias moves to a new version.
+    gate.shut();
+    let v2 = register(&rt, &client, &name, &seed_model());
+    set_alias(&rt, mlflow, &name, v2);
+    wait_for("the outage to show", Duration::from_secs(60), || {
+        metric(&server, "auralguard_model_registry_up") == Some(0.0)
+            && health(&server)["model"]["registry"]["last_error"].is_string()
+    });
+    for _ in 0..5 {
+        assert_eq!(judge(), v1.to_string(), "still serving version 1");
+    }
+
+    // MLflow is back: the server catches up with the alias on its own.
+    gate.reopen();
+    wait_for("the switch to version 2", Duration::from_secs(60), || {
+        health(&server)["model"]["version"].as_str() == Some(v2.to_string().as_str())
+    });
+    assert_eq!(judge(), v2.to_string());
+    assert_eq!(metric(&server, "auralguard_model_registry_up"), Some(1.0));
+    assert!(health(&server)["model"]["registry"]["last_error"].is_null());
+}
