@@ -156,8 +156,7 @@ async fn switch_to(state: &Arc<AppState>, config: &WatchConfig, target: u64) -> 
         config.batching,
     );
     let detector = tokio::task::spawn_blocking(move || -> Result<Detector> {
-        let mut model = fetched.package.load(&device)?;
-        model.manifest.version = fetched.version.to_string();
+        let model = fetched.load(&device)?;
         let detector = Detector::new(model, &options)?;
         warm_up(&detector)?;
         Ok(detector)

@@ -131,12 +131,11 @@ pub fn load_on(
     fetched: Option<&FetchedModel>,
     device: &str,
 ) -> anyhow::Result<LoadedModel> {
-    let device: DeviceSpec = device.parse()?;
-    let mut model = package.load(&device.open()?)?;
-    if let Some(f) = fetched {
-        model.manifest.version = f.version.to_string();
-    }
-    Ok(model)
+    let device = device.parse::<DeviceSpec>()?.open()?;
+    Ok(match fetched {
+        Some(f) => f.load(&device)?,
+        None => package.load(&device)?,
+    })
 }
 
 /// Installs the tracing subscriber: human-readable on a terminal, JSON otherwise. A server logs

@@ -62,6 +62,16 @@ pub struct FetchedModel {
     pub version: u64,
 }
 
+impl FetchedModel {
+    /// Loads the package onto `device`; verdicts and metrics then carry the registry's version
+    /// number rather than whatever the manifest was trained with.
+    pub fn load(&self, device: &candle_core::Device) -> Result<super::package::LoadedModel> {
+        let mut model = self.package.load(device)?;
+        model.manifest.version = self.version.to_string();
+        Ok(model)
+    }
+}
+
 /// The MLflow registry plus the local cache its models are downloaded into.
 #[derive(Debug, Clone)]
 pub struct ModelRegistry {

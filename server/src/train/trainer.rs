@@ -130,7 +130,8 @@ pub fn train(
     let mut vars = Vec::new();
     for spec in &specs {
         let n: usize = spec.shape.iter().product();
-        let values: Vec<f32> = match arch.init(spec) {
+        let init = arch.init(spec);
+        let values: Vec<f32> = match init {
             Init::Zeros => vec![0.0; n],
             Init::FanIn(fan_in) => {
                 let bound = (6.0 / fan_in as f64).sqrt() as f32;
@@ -139,7 +140,7 @@ pub fn train(
             Init::Statistic => statistic(&spec.name, &stats, n)?,
         };
         let tensor = Tensor::from_vec(values, spec.shape.as_slice(), device)?;
-        if arch.init(spec) == Init::Statistic {
+        if init == Init::Statistic {
             params.push(tensor);
         } else {
             let var = Var::from_tensor(&tensor)?;
