@@ -11,6 +11,26 @@ root=$(pwd)
 
 log() { printf "\n=== [%4ds] %s\n" "$SECONDS" "$*"; }
 
+# Disk is the resource a clean build runs out of first (a CI machine's free space varies), so
+# every stage reports it: a failure then says "disk" at once instead of a linker's bus error.
+disk() {
+  local target="${CARGO_TARGET_DIR:-$root/target}"
+  printf "    disk: %s free on %s; target/ %s\n" \
+    "$(df -h --output=avail "$root" | tail -1 | tr -d ' ')" \
+    "$(df --output=target "$root" | tail -1)" \
+    "$( (du -sh "$target" 2>/dev/null || echo "0 -") | cut -f1)"
+}
+need_free_gb=12   # a clean build of everything below peaks at about 8 GB (measured), plus room
+free_gb=$(( $(df -k --output=avail "$root" | tail -1) / 1024 / 1024 ))
+if [ "$free_gb" -lt "$need_free_gb" ]; then
+  echo "warning: only ${free_gb} GB free on $(df --output=target "$root" | tail -1);" \
+       "a clean build needs about ${need_free_gb} GB" >&2
+fi
+disk
+
+# A one-shot build never reuses incremental state: in CI it only costs time and disk.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+
 # --- system packages ---------------------------------------------------------------------------
 need_apt=()
 dpkg -s libhdf5-dev >/dev/null 2>&1 || need_apt+=(libhdf5-dev)
@@ -44,9 +64,11 @@ cargo fmt --all -- --check
 log "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p auralguard --all-targets --features keras -- -D warnings
+disk
 
 log "cargo test (workspace)"
 cargo test --workspace --no-fail-fast --features auralguard/keras
+disk
 
 log "deployment artefacts: Helm chart, CRD, examples, Dockerfiles, docker-compose (offline)"
 bash scripts/check-deploy.sh
@@ -55,5 +77,6 @@ log "quick start smoke test (the README's first command, verbatim)"
 out=$(cargo run -q -p auralguard -- predict examples/audio/speech.wav --model models/demo)
 echo "$out" | head -5
 echo "$out" | grep -q '"prediction"'
+disk
 
 log "all tests passed"
