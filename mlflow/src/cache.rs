@@ -164,6 +164,53 @@ impl ModelCache {
     }
 }
 
+impl ModelCache {
+    /// Removes the cached folder of `name`/`version`, so the next [`get_or_fill`] downloads it
+    /// again. For a folder its user found broken (not a package, unreadable weights): without
+    /// this, a version fixed in place in the registry would never be fetched again.
+    ///
+    /// Takes the version's lock and moves the folder into `.tmp/` before deleting it, so a
+    /// concurrent reader sees the whole folder or none of it. Returns whether there was one.
+    ///
+    /// [`get_or_fill`]: ModelCache::get_or_fill
+    pub async fn evict(&self, name: &str, version: u64) -> Result<bool> {
+        let final_dir = self.path_for(name, version);
+        if !final_dir.is_dir() {
+            return Ok(false);
+        }
+        let key = format!("{}@{version}", encode_segment(name));
+        let (tmp_root, lock_root) = (self.root.join(TMP_DIR), self.root.join(LOCK_DIR));
+        for dir in [&tmp_root, &lock_root] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| Error::io("cannot create cache folder", dir, e))?;
+        }
+        let _lock = lock_exclusive(lock_root.join(format!("{key}.lock"))).await?;
+        // The `<key>.` prefix makes a crash between rename and delete a stale download, which
+        // the next holder of the lock removes.
+        let doomed = tmp_root.join(format!("{key}.evicted.{}", unique_suffix()));
+        match tokio::fs::rename(&final_dir, &doomed).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io("cannot remove cached model", &final_dir, e)),
+        }
+        sync_dir(final_dir.parent());
+        tokio::fs::remove_dir_all(&doomed)
+            .await
+            .map_err(|e| Error::io("cannot remove", &doomed, e))?;
+        Ok(true)
+    }
+}
+
+/// `<pid>.<nanoseconds>`: unique among this cache's temporary names.
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}.{nanos}", std::process::id())
+}
+
 /// Takes an exclusive lock on `path` (created if needed) on a blocking thread; released when the
 /// returned file is dropped, or when the process dies.
 async fn lock_exclusive(path: PathBuf) -> Result<std::fs::File> {
@@ -219,11 +266,7 @@ struct TempDir {
 
 impl TempDir {
     async fn create(tmp_root: &Path, key: &str) -> Result<Self> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = tmp_root.join(format!("{key}.{}.{nanos}", std::process::id()));
+        let path = tmp_root.join(format!("{key}.{}", unique_suffix()));
         tokio::fs::create_dir(&path)
             .await
             .map_err(|e| Error::io("cannot create", &path, e))?;
@@ -339,6 +382,26 @@ mod tests {
         assert!(!second.downloaded);
         assert_eq!(second.dir, first.dir);
         assert!(tmp_entries(&cache).is_empty());
+    }
+
+    #[tokio::test]
+    async fn evicted_version_is_downloaded_again() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = ModelCache::new(root.path().join("cache"));
+        assert!(
+            !cache.evict("det", 1).await.unwrap(),
+            "nothing to evict yet"
+        );
+        cache.get_or_fill("det", 1, write_package).await.unwrap();
+        cache.get_or_fill("det", 2, write_package).await.unwrap();
+
+        assert!(cache.evict("det", 1).await.unwrap());
+        assert!(cache.get("det", 1).is_none());
+        assert!(cache.get("det", 2).is_some(), "other versions stay");
+        assert!(tmp_entries(&cache).is_empty(), "{:?}", tmp_entries(&cache));
+
+        let again = cache.get_or_fill("det", 1, write_package).await.unwrap();
+        assert!(again.downloaded);
     }
 
     #[tokio::test]

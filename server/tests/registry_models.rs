@@ -148,7 +148,23 @@ fn serve_follows_the_alias_without_failing_a_request() {
     let (rt, client) = (runtime(), mlflow.client());
     let name = mlflow::unique("serve-alias");
     let v1 = register(&rt, &client, &name, &seed_model());
-    let v2 = register(&rt, &client, &name, &seed_model());
+    // Version 2 was trained under another name: it must still be served as `name`.
+    let renamed = tempfile::tempdir().unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(seed_model().join("auralguard.json")).unwrap())
+            .unwrap();
+    manifest["name"] = "trained-elsewhere".into();
+    std::fs::write(
+        renamed.path().join("auralguard.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        seed_model().join("model.safetensors"),
+        renamed.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let v2 = register(&rt, &client, &name, renamed.path());
     // A broken package: the manifest is fine, the weights are not.
     let broken = tempfile::tempdir().unwrap();
     std::fs::copy(
@@ -177,6 +193,11 @@ fn serve_follows_the_alias_without_failing_a_request() {
     let _ = store;
     let h = health(&server);
     assert_eq!(h["model"]["version"], v1.to_string(), "{h}");
+    assert_eq!(
+        h["model"]["name"],
+        name.as_str(),
+        "the registered name: {h}"
+    );
     assert_eq!(
         h["model"]["registry"]["serving"],
         format!("models:/{name}/{v1}")
@@ -251,7 +272,13 @@ fn serve_follows_the_alias_without_failing_a_request() {
 
     let h = health(&server);
     assert_eq!(h["model"]["version"], v2.to_string(), "{h}");
+    assert_eq!(h["model"]["name"], name.as_str(), "{h}");
     assert_eq!(h["model"]["registry"]["updates"], 1, "{h}");
+    let oip = reqwest::blocking::get(server.url(&format!("/v2/models/{name}/ready"))).unwrap();
+    assert_eq!(oip.status(), 200, "the OIP name survives the switch");
+    // The broken version was dropped from the cache, so a fixed one would be downloaded afresh.
+    assert!(cache.path().join(&name).join(v2.to_string()).is_dir());
+    assert!(!cache.path().join(&name).join(v3.to_string()).exists());
     let metrics = reqwest::blocking::get(server.url("/metrics"))
         .unwrap()
         .text()

@@ -45,8 +45,9 @@ pub struct Metrics {
     pub queue_windows: IntGauge,
     /// Model updates from the registry by outcome (`ok`, `failed`).
     pub model_updates: IntCounterVec,
-    /// 1 when the last registry check succeeded, 0 when MLflow could not be asked (only
-    /// exported when serving a `models:/NAME@ALIAS`).
+    /// 1 when the last registry check got an answer from MLflow (even "no such alias"), 0 when
+    /// MLflow could not be reached or said it was overloaded (only exported when serving a
+    /// `models:/NAME@ALIAS`): an alert on it means "MLflow is down", not "misconfigured".
     pub model_registry_up: IntGauge,
 }
 

@@ -6,11 +6,16 @@
 //! old one. When MLflow cannot be asked, or the new version cannot be downloaded or loaded, the
 //! old version keeps serving and the failure shows in the logs (warn), in `/health`
 //! (`model.registry.last_error`) and in metrics (`auralguard_model_registry_up`,
-//! `auralguard_model_updates_total{outcome="failed"}`). A version that failed is tried again
-//! at every check, so a package fixed in place (or an MLflow that comes back) is picked up.
+//! `auralguard_model_updates_total{outcome="failed"}`). A version that failed is evicted from
+//! the cache and tried again later, at growing intervals (one check, two, four, … at most
+//! [`MAX_RETRY_DELAY`]), so a package fixed in place is picked up without a broken one being
+//! downloaded and loaded at every check; the alias moving to another version is acted on at once.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use candle_core::Device;
 use mlflow_client::ModelUri;
@@ -39,6 +44,48 @@ pub struct WatchConfig {
     pub options: DetectorOptions,
     /// Batching of the new version's queue.
     pub batching: BatchingConfig,
+}
+
+/// The longest wait before a version that failed to load is tried again.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+
+/// A version that failed to load, and when to try it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Retry {
+    version: u64,
+    failures: u32,
+    not_before: Instant,
+}
+
+impl Retry {
+    /// The state after `version` failed once more at `now`: the wait doubles per failure of the
+    /// same version, starting at one `interval`, capped at [`MAX_RETRY_DELAY`].
+    fn after_failure(
+        previous: Option<Retry>,
+        version: u64,
+        interval: Duration,
+        now: Instant,
+    ) -> Retry {
+        let failures = match previous {
+            Some(r) if r.version == version => r.failures.saturating_add(1),
+            _ => 1,
+        };
+        let factor = 1u32 << (failures - 1).min(16);
+        let delay = interval.saturating_mul(factor).min(MAX_RETRY_DELAY);
+        Retry {
+            version,
+            failures,
+            not_before: now + delay,
+        }
+    }
+
+    /// Whether `version` may be tried at `now`.
+    fn allows(retry: Option<Retry>, version: u64, now: Instant) -> bool {
+        match retry {
+            Some(r) if r.version == version => now >= r.not_before,
+            _ => true,
+        }
+    }
 }
 
 /// Where a registry model came from, for `/health` (`model.registry`).
@@ -96,6 +143,7 @@ pub async fn watch(state: Arc<AppState>, config: WatchConfig, mut serving: u64) 
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; the start-up load was that check
+    let mut retry: Option<Retry> = None;
     loop {
         ticker.tick().await;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -106,7 +154,10 @@ pub async fn watch(state: Arc<AppState>, config: WatchConfig, mut serving: u64) 
                 v
             }
             Err(e) => {
-                state.metrics.model_registry_up.set(0);
+                // MLflow answering "no such alias" is up (and misconfigured); only an MLflow
+                // that cannot be reached, or says it is overloaded, is down.
+                let reachable = !matches!(&e, Error::Registry(m) if m.is_transient());
+                state.metrics.model_registry_up.set(i64::from(reachable));
                 tracing::warn!(uri = %config.uri, error = %e,
                     "cannot check the model alias; still serving version {serving}");
                 watch_state.update(|s| s.last_error = Some(e.to_string()));
@@ -114,12 +165,17 @@ pub async fn watch(state: Arc<AppState>, config: WatchConfig, mut serving: u64) 
             }
         };
         if target == serving {
+            retry = None;
             watch_state.update(|s| s.last_error = None);
             continue;
+        }
+        if !Retry::allows(retry, target, Instant::now()) {
+            continue; // it failed recently; `last_error` still says why
         }
         tracing::info!(uri = %config.uri, from = serving, to = target, "model alias moved; loading");
         match switch_to(&state, &config, target).await {
             Ok(pinned) => {
+                retry = None;
                 state.metrics.model_updates.with_label_values(&["ok"]).inc();
                 tracing::info!(uri = %config.uri, from = serving, to = target, "now serving {pinned}");
                 serving = target;
@@ -130,6 +186,12 @@ pub async fn watch(state: Arc<AppState>, config: WatchConfig, mut serving: u64) 
                 });
             }
             Err(e) => {
+                retry = Some(Retry::after_failure(
+                    retry,
+                    target,
+                    config.interval,
+                    Instant::now(),
+                ));
                 state
                     .metrics
                     .model_updates
@@ -155,18 +217,28 @@ async fn switch_to(state: &Arc<AppState>, config: &WatchConfig, target: u64) -> 
         config.options.clone(),
         config.batching,
     );
-    let detector = tokio::task::spawn_blocking(move || -> Result<Detector> {
+    let loaded = tokio::task::spawn_blocking(move || -> Result<Detector> {
         let model = fetched.load(&device)?;
         let detector = Detector::new(model, &options)?;
         warm_up(&detector)?;
         Ok(detector)
     })
     .await
-    .map_err(|e| Error::Inference(format!("model loading task failed: {e}")))??;
+    .map_err(|e| Error::Inference(format!("model loading task failed: {e}")))?;
+    let detector = match loaded {
+        Ok(d) => d,
+        Err(e) => {
+            // Its files arrived but do not load: fetch it afresh next time.
+            config.registry.evict(&pinned).await;
+            return Err(e);
+        }
+    };
     let manifest = detector.model().manifest.clone();
     let next = Serving::start(detector, batching, &state.metrics)?;
     state.slot.replace(next);
     state.metrics.set_model(&manifest);
+    // A server whose first warm-up failed recovers here: this version ran.
+    state.ready.store(true, Ordering::Release);
     Ok(pinned.to_string())
 }
 
@@ -177,4 +249,36 @@ pub fn warm_up(detector: &Detector) -> Result<()> {
         .extractor()
         .output_shape(detector.window_config().len);
     detector.score_log_mels(&vec![-80.0; m * t], 1).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_version_waits_longer_each_time_and_others_go_at_once() {
+        let (t0, poll) = (Instant::now(), Duration::from_secs(30));
+        let first = Retry::after_failure(None, 3, poll, t0);
+        assert_eq!(first.not_before, t0 + poll);
+        assert!(!Retry::allows(Some(first), 3, t0 + poll / 2));
+        assert!(Retry::allows(Some(first), 3, t0 + poll));
+        assert!(
+            Retry::allows(Some(first), 4, t0),
+            "a new target is tried at once"
+        );
+
+        let second = Retry::after_failure(Some(first), 3, poll, t0);
+        assert_eq!(second.not_before, t0 + poll * 2);
+        let third = Retry::after_failure(Some(second), 3, poll, t0);
+        assert_eq!(third.not_before, t0 + poll * 4);
+
+        let mut r = third;
+        for _ in 0..40 {
+            r = Retry::after_failure(Some(r), 3, poll, t0);
+        }
+        assert_eq!(r.not_before, t0 + MAX_RETRY_DELAY, "capped, no overflow");
+
+        let other = Retry::after_failure(Some(r), 5, poll, t0);
+        assert_eq!((other.failures, other.not_before), (1, t0 + poll));
+    }
 }

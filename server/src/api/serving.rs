@@ -6,6 +6,11 @@
 //! request takes an `Arc<Serving>` from the [`ModelSlot`] once, at its start, and keeps it to the
 //! end; a swap only changes what later requests get. The old batcher's worker finishes what is
 //! queued and exits when the last request holding it is done, so a swap fails no request.
+//!
+//! The queue bound (`--max-queue-windows`) is per [`Serving`]: for the moments while the old
+//! version drains, the two queues together may hold up to twice the bound, and the queue gauge
+//! and `/health` show the new one. Each batcher stays self-contained that way; the overshoot
+//! is bounded (one extra queue) and lasts only until the old one drains.
 
 use std::sync::{Arc, RwLock};
 

@@ -110,14 +110,21 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let mut scores = vec![f32::NAN; clips.len()];
+    let mut scores: Vec<Option<f32>> = vec![None; clips.len()];
     let mut failed = Vec::new();
     detector.predict_many(
         clips.iter().map(|c| AudioSource::File(c.path.clone())),
         |i, r| {
             bar.inc(1);
             match r {
-                Ok(v) => scores[i] = v.fake_probability,
+                Ok(v) if v.fake_probability.is_finite() => scores[i] = Some(v.fake_probability),
+                Ok(v) => failed.push(Failure {
+                    filename: clips[i].filename.clone(),
+                    error: format!(
+                        "the model scored it {} (not a probability)",
+                        v.fake_probability
+                    ),
+                }),
                 Err(e) => failed.push(Failure {
                     filename: clips[i].filename.clone(),
                     error: e.to_string(),
@@ -126,13 +133,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         },
     );
     bar.finish_and_clear();
-    // Failed clips are reported and left out of the metrics (never scored as a guess).
-    let kept: Vec<usize> = (0..clips.len())
-        .filter(|&i| scores[i].is_finite())
+    // Failed clips are reported and left out of the metrics (never scored as a guess); the exit
+    // status says there were some.
+    let kept: Vec<(usize, f32)> = scores
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|s| (i, s)))
         .collect();
-    let labels: Vec<bool> = kept.iter().map(|&i| clips[i].fake).collect();
-    let kept_scores: Vec<f32> = kept.iter().map(|&i| scores[i]).collect();
-    let sources: Vec<&str> = kept.iter().map(|&i| clips[i].source.as_str()).collect();
+    let labels: Vec<bool> = kept.iter().map(|&(i, _)| clips[i].fake).collect();
+    let kept_scores: Vec<f32> = kept.iter().map(|&(_, s)| s).collect();
+    let sources: Vec<&str> = kept
+        .iter()
+        .map(|&(i, _)| clips[i].source.as_str())
+        .collect();
     let summary = metrics::summarize(&labels, &kept_scores, threshold);
     let by_source = metrics::by_group(&sources, &labels, &kept_scores, threshold);
     let m = &detector.model().manifest;

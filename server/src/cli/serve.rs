@@ -36,8 +36,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AURALGUARD_MAX_BATCH_SIZE", default_value_t = auralguard::pipeline::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
 
-    /// Longest a request waits for others to fill its batch, in milliseconds (0: never wait;
-    /// only what is already queued is batched).
+    /// Longest a request waits for others to fill its batch, in milliseconds, at most 60000
+    /// (0: never wait; only what is already queued is batched).
     #[arg(long, env = "AURALGUARD_MAX_BATCH_DELAY_MS", default_value_t = 2.0)]
     pub max_batch_delay_ms: f64,
 
@@ -89,12 +89,13 @@ pub struct ServeArgs {
     #[arg(long, env = "AURALGUARD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// With `--model models:/NAME@ALIAS`: seconds between checks of the alias; the server
-    /// switches to the version it points at without failing a request (0: never check).
+    /// With `--model models:/NAME@ALIAS`: seconds between checks of the alias (0.1 to 86400,
+    /// or 0 to never check); the server switches to the version it points at without failing
+    /// a request.
     #[arg(long, env = "AURALGUARD_MODEL_POLL_SECONDS", default_value_t = 30.0)]
     pub model_poll_seconds: f64,
 
-    /// Per-request time budget, in seconds.
+    /// Per-request time budget, in seconds (at most 86400).
     #[arg(
         long,
         env = "AURALGUARD_REQUEST_TIMEOUT_SECONDS",
@@ -122,6 +123,25 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<Option<Arc<dyn PredictionStore
     Ok(Some(Arc::new(log)))
 }
 
+/// The longest time budget a flag accepts: a day.
+const DAY_SECONDS: f64 = 86_400.0;
+
+/// A flag given in seconds, as a [`Duration`]; a value outside `range` (or NaN, or infinite) is a
+/// clear error at start-up, never a panic in `Duration::from_secs_f64` or a zero-length timer.
+fn duration_flag(
+    flag: &str,
+    seconds: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        seconds.is_finite() && range.contains(&seconds),
+        "{flag} is out of range: give {} to {} seconds",
+        range.start(),
+        range.end()
+    );
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 /// Runs `serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
@@ -129,9 +149,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "--max-concurrent must be at least 1"
     );
     anyhow::ensure!(
-        args.max_batch_delay_ms.is_finite() && args.max_batch_delay_ms >= 0.0,
-        "--max-batch-delay-ms must be zero or positive"
+        args.max_batch_delay_ms.is_finite() && (0.0..=60_000.0).contains(&args.max_batch_delay_ms),
+        "--max-batch-delay-ms is out of range: give 0 to 60000 milliseconds"
     );
+    let max_batch_delay = Duration::from_secs_f64(args.max_batch_delay_ms / 1000.0);
     anyhow::ensure!(
         args.api_key.as_ref().is_none_or(|k| !k.trim().is_empty()),
         "--api-key must not be empty (leave it unset for an open API)"
@@ -140,14 +161,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.max_queue_windows > 0,
         "--max-queue-windows must be at least 1"
     );
-    anyhow::ensure!(
-        args.request_timeout_seconds > 0.0,
-        "--request-timeout-seconds must be positive"
-    );
-    anyhow::ensure!(
-        args.model_poll_seconds.is_finite() && args.model_poll_seconds >= 0.0,
-        "--model-poll-seconds must be zero or positive"
-    );
+    let request_timeout = duration_flag(
+        "--request-timeout-seconds",
+        args.request_timeout_seconds,
+        0.001..=DAY_SECONDS,
+    )?;
+    // 0 turns polling off; anything else at least 100 ms (a tighter loop only loads MLflow).
+    let model_poll = if args.model_poll_seconds == 0.0 {
+        None
+    } else {
+        Some(duration_flag(
+            "--model-poll-seconds",
+            args.model_poll_seconds,
+            0.1..=DAY_SECONDS,
+        )?)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -157,7 +185,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let batching = BatchingConfig {
-        max_delay: Duration::from_secs_f64(args.max_batch_delay_ms / 1000.0),
+        max_delay: max_batch_delay,
         max_queued_windows: args.max_queue_windows,
     };
     let (detector, registry_model, watch) = match &args.model.model {
@@ -167,11 +195,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let fetched = runtime.block_on(registry.fetch(uri))?;
             let model = super::load_on(&fetched.package, Some(&fetched), &args.model.device)?;
             tracing::info!(uri = %uri, serving = %fetched.uri, "loaded model from the registry");
-            let watch = match uri {
-                ModelUri::Alias { .. } if args.model_poll_seconds > 0.0 => Some(WatchConfig {
+            let watch = match (uri, model_poll) {
+                (ModelUri::Alias { .. }, Some(interval)) => Some(WatchConfig {
                     uri: uri.clone(),
                     registry,
-                    interval: Duration::from_secs_f64(args.model_poll_seconds),
+                    interval,
                     device: model.device.clone(),
                     options: options.clone(),
                     batching,
@@ -192,7 +220,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_upload_bytes: args.max_upload_mb.saturating_mul(1024 * 1024),
             max_audio_seconds: args.max_audio_seconds,
             max_concurrent: args.max_concurrent,
-            request_timeout: Duration::from_secs_f64(args.request_timeout_seconds),
+            request_timeout,
         },
         device: args.model.device.clone(),
         store,
@@ -206,4 +234,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("listening on http://{addr}");
     }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_refuse_what_would_panic_or_spin() {
+        let day = 0.001..=DAY_SECONDS;
+        assert_eq!(
+            duration_flag("--x", 2.5, day.clone()).unwrap(),
+            Duration::from_millis(2500)
+        );
+        for bad in [f64::NAN, f64::INFINITY, -1.0, 0.0, 1e-10, 1e20] {
+            let e = duration_flag("--x", bad, day.clone()).unwrap_err();
+            assert!(e.to_string().contains("--x is out of range"), "{bad}: {e}");
+        }
+    }
 }

@@ -136,45 +136,62 @@ impl RunTracker {
 
     /// Uploads the package folder as the run's `model` artifact, ends the run FINISHED and,
     /// with `register`, creates a new version of that registered model from it.
+    ///
+    /// The run is FAILED only when the upload fails (the run then has no model). A registration
+    /// that fails afterwards leaves the run FINISHED, since its model is there to register by
+    /// hand, and the error says it was the registration.
     pub fn finish(&mut self, package: &Path, register: Option<&str>) -> anyhow::Result<()> {
         let (client, run_id) = (&self.client, self.run_id.clone());
-        let result = self.runtime.block_on(async {
+        let uploaded = self.runtime.block_on(async {
             let uploaded = client.log_artifacts(&run_id, package, "model").await?;
             client.end_run(&run_id, RunStatus::Finished).await?;
-            let Some(name) = register else {
-                return Ok::<_, mlflow_client::Error>((uploaded, None));
-            };
-            client.get_or_create_registered_model(name).await?;
-            let version = client
-                .create_model_version(&CreateModelVersion::from_run(name, &uploaded.uri, &run_id))
-                .await?;
-            let number = version.number()?;
-            client
-                .wait_model_version_ready(name, number, std::time::Duration::from_secs(120))
-                .await?;
-            Ok((uploaded, Some((name.to_string(), number))))
+            Ok::<_, mlflow_client::Error>(uploaded)
         });
         self.ended = true;
-        match result {
-            Ok((uploaded, registered)) => {
-                eprintln!(
-                    "logged {} files ({} bytes) to {}",
-                    uploaded.files, uploaded.bytes, uploaded.uri
-                );
-                if let Some((name, number)) = registered {
-                    eprintln!("registered models:/{name}/{number}");
-                    // One machine-readable line on stdout for scripts.
-                    println!("models:/{name}/{number}");
-                }
-                Ok(())
-            }
+        let uploaded = match uploaded {
+            Ok(u) => u,
             Err(e) => {
                 let _ = self
                     .runtime
                     .block_on(self.client.end_run(&self.run_id, RunStatus::Failed));
-                Err(e).context("uploading the model to MLflow")
+                return Err(e).context("uploading the model to MLflow");
             }
-        }
+        };
+        eprintln!(
+            "logged {} files ({} bytes) to {}",
+            uploaded.files, uploaded.bytes, uploaded.uri
+        );
+        let Some(name) = register else {
+            return Ok(());
+        };
+        let number = self
+            .runtime
+            .block_on(async {
+                client.get_or_create_registered_model(name).await?;
+                let version = client
+                    .create_model_version(&CreateModelVersion::from_run(
+                        name,
+                        &uploaded.uri,
+                        &run_id,
+                    ))
+                    .await?;
+                let number = version.number()?;
+                client
+                    .wait_model_version_ready(name, number, std::time::Duration::from_secs(120))
+                    .await?;
+                Ok::<_, mlflow_client::Error>(number)
+            })
+            .with_context(|| {
+                format!(
+                    "registering run {run_id}'s model as '{name}' (the run is FINISHED and its \
+                     model is at {}; register it by hand or train again)",
+                    uploaded.uri
+                )
+            })?;
+        eprintln!("registered models:/{name}/{number}");
+        // One machine-readable line on stdout for scripts.
+        println!("models:/{name}/{number}");
+        Ok(())
     }
 
     /// Ends the run as FAILED (training did not complete).

@@ -162,18 +162,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         hop_seconds: args.window_seconds,
         min_final_seconds: (args.window_seconds / 4.0).min(1.0),
     };
-    let spec = FeatureSpec {
-        features: features.clone(),
-        window: WindowConfig::from_seconds(
-            window.seconds,
-            window.hop_seconds,
-            window.min_final_seconds,
-            features.sample_rate,
-        )?,
-        cache_dir: Some(args.feature_cache.clone().unwrap_or_else(|| {
-            auralguard::model::registry::default_cache_dir().with_file_name("features")
-        })),
-    };
+    let spec =
+        FeatureSpec {
+            features: features.clone(),
+            window: WindowConfig::from_seconds(
+                window.seconds,
+                window.hop_seconds,
+                window.min_final_seconds,
+                features.sample_rate,
+            )?,
+            cache_dir: Some(args.feature_cache.clone().unwrap_or_else(|| {
+                auralguard::model::registry::default_cache_root().join("features")
+            })),
+        };
     let hidden = args.no_progress;
     let train_set = extract("train", &train_clips, &spec, hidden)?;
     let val_set = extract("val", &val_clips, &spec, hidden)?;
@@ -236,6 +237,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         .filter(|t| t.is_finite())
         .unwrap_or(0.5)
         .clamp(0.01, 0.99);
+    // Accuracy as the package will actually decide: at its threshold, not at 0.5.
+    let decided = metrics::summarize(&labels, &scores, threshold);
     let best = &outcome.history[outcome.best_epoch - 1];
     let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -281,7 +284,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let m = &mut manifest.metrics;
     m.insert("val_loss".into(), best.val_loss);
     m.insert("val_window_accuracy".into(), best.val_accuracy);
-    m.insert("val_accuracy".into(), summary.accuracy);
+    m.insert("val_accuracy".into(), decided.accuracy);
+    m.insert("val_accuracy_at_0_5".into(), summary.accuracy);
     if let Some(v) = summary.roc_auc {
         m.insert("val_roc_auc".into(), v);
     }
@@ -308,7 +312,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         outcome.best_epoch,
         outcome.history.len(),
         best.val_loss,
-        summary.accuracy,
+        decided.accuracy,
         summary
             .eer
             .map_or("n/a".into(), |e| format!("{:.2} %", e * 100.0)),
@@ -451,11 +455,19 @@ fn params_of(
     ]
 }
 
-/// The repository's commit when run inside a git checkout, with `+dirty` when tracked files
-/// differ from it (the weights then came from code no commit holds).
+/// The commit of the AuralGuard checkout this binary was built from, with `+dirty` when its
+/// tracked files differ from it (the weights then came from code no commit holds); `None` for
+/// a binary installed away from its source. Asked in the source tree, not the working folder:
+/// training from inside a dataset's own repository must not record that repository's commit.
 pub fn git_commit() -> Option<String> {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    if !source.join("Cargo.toml").is_file() {
+        return None;
+    }
     let git = |args: &[&str]| {
         std::process::Command::new("git")
+            .arg("-C")
+            .arg(source)
             .args(args)
             .stderr(std::process::Stdio::null())
             .output()

@@ -63,10 +63,14 @@ pub struct FetchedModel {
 }
 
 impl FetchedModel {
-    /// Loads the package onto `device`; verdicts and metrics then carry the registry's version
-    /// number rather than whatever the manifest was trained with.
+    /// Loads the package onto `device` under its registry identity: verdicts, metrics and the
+    /// Open Inference Protocol routes carry the registered name and version number rather than
+    /// whatever the package was trained as. Without the name, two versions trained into
+    /// different folders would be served under different names, and `/v2/models/{name}/infer`
+    /// clients would get 404s as soon as the alias moved.
     pub fn load(&self, device: &candle_core::Device) -> Result<super::package::LoadedModel> {
         let mut model = self.package.load(device)?;
+        model.manifest.name = self.uri.name().to_string();
         model.manifest.version = self.version.to_string();
         Ok(model)
     }
@@ -79,9 +83,16 @@ pub struct ModelRegistry {
     cache: ModelCache,
 }
 
-/// The cache folder used when `AURALGUARD_MODEL_CACHE` is not set: the user's cache folder
-/// (`$XDG_CACHE_HOME` or `~/.cache`), else `.auralguard-cache` in the working folder.
+/// The cache folder used when `AURALGUARD_MODEL_CACHE` is not set:
+/// [`default_cache_root`]`/models`.
 pub fn default_cache_dir() -> PathBuf {
+    default_cache_root().join("models")
+}
+
+/// Where AuralGuard keeps what it can download or recompute (models, training features): the
+/// user's cache folder (`$XDG_CACHE_HOME/auralguard` or `~/.cache/auralguard`), else
+/// `.auralguard-cache` in the working folder, never a generic name that could be someone else's.
+pub fn default_cache_root() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -91,7 +102,7 @@ pub fn default_cache_dir() -> PathBuf {
                 .map(|h| PathBuf::from(h).join(".cache"))
         });
     match base {
-        Some(b) => b.join("auralguard").join("models"),
+        Some(b) => b.join("auralguard"),
         None => PathBuf::from(".auralguard-cache"),
     }
 }
@@ -134,12 +145,16 @@ impl ModelRegistry {
     }
 
     /// Downloads (or finds in the cache) the model `uri` names and opens it as a package. A
-    /// cached folder that is not a valid package is an error naming the folder, never loaded.
+    /// folder that is not a valid package is an error naming it, never loaded, and is evicted
+    /// from the cache so that the next try downloads it again (the version may be fixed in
+    /// place in the registry meanwhile).
     pub async fn fetch(&self, uri: &ModelUri) -> Result<FetchedModel> {
         let cached = self.client.download_model(uri, &self.cache).await?;
         let pinned = cached.uri();
-        if !cached.is_auralguard_package() {
-            return Err(Error::manifest(
+        let opened = if cached.is_auralguard_package() {
+            ModelPackage::open(&cached.dir)
+        } else {
+            Err(Error::manifest(
                 &cached.dir,
                 format!(
                     "{pinned} (from {uri}) is not an AuralGuard model package: it needs {} and \
@@ -147,14 +162,35 @@ impl ModelRegistry {
                     super::manifest::MANIFEST_FILE,
                     super::package::WEIGHTS_FILE
                 ),
-            ));
+            ))
+        };
+        match opened {
+            Ok(package) => Ok(FetchedModel {
+                package,
+                uri: pinned,
+                version: cached.version,
+            }),
+            Err(e) => {
+                self.evict(&pinned).await;
+                Err(e)
+            }
         }
-        let package = ModelPackage::open(&cached.dir)?;
-        Ok(FetchedModel {
-            package,
-            uri: pinned,
-            version: cached.version,
-        })
+    }
+
+    /// Drops a pinned version from the cache after it proved unusable (see [`Self::fetch`]).
+    /// Best effort: a failure is logged, since the caller is already reporting the real error.
+    pub async fn evict(&self, pinned: &ModelUri) {
+        let ModelUri::Version { name, version } = pinned else {
+            return;
+        };
+        match self.cache.evict(name, *version).await {
+            Ok(true) => {
+                tracing::info!(model = %pinned, "removed the unusable model from the cache")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(model = %pinned, error = %e,
+                "cannot remove the unusable model from the cache; delete it by hand"),
+        }
     }
 }
 

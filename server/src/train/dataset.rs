@@ -59,6 +59,8 @@ impl Dataset {
                 "the file is empty (expected a header filename,label)".into(),
             )
         })?;
+        // Spreadsheets save UTF-8 CSV with a byte-order mark; it is not part of the first name.
+        let header = header.strip_prefix('\u{feff}').unwrap_or(header);
         let header = split_fields(header).map_err(|e| bad(1, e))?;
         let col = |name: &str| {
             header
@@ -202,6 +204,15 @@ mod tests {
         assert_eq!(d.clips[0].source, "flite");
         assert_eq!(d.split(Some("test")).len(), 1);
         assert_eq!(d.split(Some("train")).len(), 0);
+
+        // As a spreadsheet saves it: byte-order mark and CRLF.
+        let d = Dataset::parse(
+            "\u{feff}filename,label\r\na.wav,fake\r\n",
+            Path::new("x.csv"),
+        )
+        .unwrap();
+        assert_eq!(d.clips[0].filename, "a.wav");
+        assert!(d.clips[0].fake);
     }
 
     #[test]

@@ -190,11 +190,20 @@ fn read_cached(path: &Path, per: usize) -> Option<Vec<f32>> {
     )
 }
 
+/// Writes one clip's features by write-then-rename. The temporary name is unique per process
+/// *and* per call: two identical clips in one corpus share a cache key and are extracted on
+/// different threads at the same moment, and a shared temporary file would be truncated under
+/// the other writer. The content is the same either way, so the second rename simply wins.
 fn write_cached(path: &Path, data: &[f32]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }
 
 #[cfg(test)]
@@ -238,5 +247,31 @@ mod tests {
         let second = extract(&[&a, &b], &spec, &|| {}).unwrap();
         assert_eq!(first.data, second.data);
         assert_eq!(first.clips, second.clips);
+    }
+
+    #[test]
+    fn identical_clips_extracted_at_once_share_one_cache_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        // Same audio under 16 names: one cache key, written by parallel threads together.
+        let clips: Vec<Clip> = (0..16)
+            .map(|i| tone_wav(dir.path(), &format!("f{i}.wav"), 1.0))
+            .collect();
+        let refs: Vec<&Clip> = clips.iter().collect();
+        let spec = FeatureSpec {
+            features: FeatureConfig::default(),
+            window: WindowConfig::from_seconds(1.0, 1.0, 0.25, 16_000).unwrap(),
+            cache_dir: Some(dir.path().join("cache")),
+        };
+        let set = extract(&refs, &spec, &|| {}).unwrap();
+        assert_eq!(set.len(), 16);
+        let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            cached.len(),
+            1,
+            "one entry, no temporary files left: {cached:?}"
+        );
     }
 }
