@@ -113,16 +113,7 @@ impl ModelCache {
         if let Some(hit) = self.get(name, version) {
             return Ok(hit);
         }
-        let key = format!("{}@{version}", encode_segment(name));
-        let tmp_root = self.root.join(TMP_DIR);
-        let lock_root = self.root.join(LOCK_DIR);
-        for dir in [&tmp_root, &lock_root] {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Error::io("cannot create cache folder", dir, e))?;
-        }
-
-        let _lock = lock_exclusive(lock_root.join(format!("{key}.lock"))).await?;
+        let (key, tmp_root, _lock) = self.lock_version(name, version).await?;
         // Someone else may have finished while we waited for the lock.
         if let Some(hit) = self.get(name, version) {
             return Ok(hit);
@@ -162,9 +153,7 @@ impl ModelCache {
         }
         Ok(cached)
     }
-}
 
-impl ModelCache {
     /// Removes the cached folder of `name`/`version`, so the next [`get_or_fill`] downloads it
     /// again. For a folder its user found broken (not a package, unreadable weights): without
     /// this, a version fixed in place in the registry would never be fetched again.
@@ -178,14 +167,7 @@ impl ModelCache {
         if !final_dir.is_dir() {
             return Ok(false);
         }
-        let key = format!("{}@{version}", encode_segment(name));
-        let (tmp_root, lock_root) = (self.root.join(TMP_DIR), self.root.join(LOCK_DIR));
-        for dir in [&tmp_root, &lock_root] {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Error::io("cannot create cache folder", dir, e))?;
-        }
-        let _lock = lock_exclusive(lock_root.join(format!("{key}.lock"))).await?;
+        let (key, tmp_root, _lock) = self.lock_version(name, version).await?;
         // The `<key>.` prefix makes a crash between rename and delete a stale download, which
         // the next holder of the lock removes.
         let doomed = tmp_root.join(format!("{key}.evicted.{}", unique_suffix()));
@@ -199,6 +181,25 @@ impl ModelCache {
             .await
             .map_err(|e| Error::io("cannot remove", &doomed, e))?;
         Ok(true)
+    }
+
+    /// Takes the exclusive lock of `name`/`version` (creating `.tmp/` and `.locks/` as needed).
+    /// Returns the version's key (the prefix of its temporary folders), the `.tmp/` folder and
+    /// the lock, held until dropped.
+    async fn lock_version(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<(String, PathBuf, std::fs::File)> {
+        let key = format!("{}@{version}", encode_segment(name));
+        let (tmp_root, lock_root) = (self.root.join(TMP_DIR), self.root.join(LOCK_DIR));
+        for dir in [&tmp_root, &lock_root] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| Error::io("cannot create cache folder", dir, e))?;
+        }
+        let lock = lock_exclusive(lock_root.join(format!("{key}.lock"))).await?;
+        Ok((key, tmp_root, lock))
     }
 }
 

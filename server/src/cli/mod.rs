@@ -13,9 +13,7 @@ mod train;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use auralguard::model::{
-    DeviceSpec, FetchedModel, LoadedModel, ModelPackage, ModelRegistry, ModelSource,
-};
+use auralguard::model::{DeviceSpec, LoadedModel, ModelPackage, ModelRegistry, ModelSource};
 use clap::{Parser, Subcommand};
 
 /// Detects AI-generated (deepfake) speech in audio files.
@@ -104,38 +102,24 @@ pub fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> 
 }
 
 impl ModelArgs {
-    /// The package the model option names: the folder itself, or the registry version
-    /// downloaded into the cache (with its version number).
-    pub fn open_package(&self) -> anyhow::Result<(ModelPackage, Option<FetchedModel>)> {
+    /// Opens, validates and loads the model onto the requested device. A registry model is
+    /// downloaded into the cache first and carries its registered name and version number
+    /// ([`auralguard::model::FetchedModel::load`]).
+    pub fn load(&self) -> anyhow::Result<LoadedModel> {
+        let device = open_device(&self.device)?;
         match &self.model {
-            ModelSource::Folder(dir) => Ok((ModelPackage::open(dir)?, None)),
+            ModelSource::Folder(dir) => Ok(ModelPackage::open(dir)?.load(&device)?),
             ModelSource::Registry(uri) => {
-                let registry = self.registry.connect()?;
-                let fetched = block_on(registry.fetch(uri))??;
-                Ok((fetched.package.clone(), Some(fetched)))
+                let fetched = block_on(self.registry.connect()?.fetch(uri))??;
+                Ok(fetched.load(&device)?)
             }
         }
     }
-
-    /// Opens, validates and loads the model onto the requested device. A registry model's
-    /// verdicts carry the registry's version number.
-    pub fn load(&self) -> anyhow::Result<LoadedModel> {
-        let (package, fetched) = self.open_package()?;
-        load_on(&package, fetched.as_ref(), &self.device)
-    }
 }
 
-/// Loads `package` onto `device`; a registry version's number replaces the manifest's version.
-pub fn load_on(
-    package: &ModelPackage,
-    fetched: Option<&FetchedModel>,
-    device: &str,
-) -> anyhow::Result<LoadedModel> {
-    let device = device.parse::<DeviceSpec>()?.open()?;
-    Ok(match fetched {
-        Some(f) => f.load(&device)?,
-        None => package.load(&device)?,
-    })
+/// The device a `--device` value names (`cpu`, `cuda`, `cuda:N`), opened.
+pub fn open_device(spec: &str) -> anyhow::Result<candle_core::Device> {
+    Ok(spec.parse::<DeviceSpec>()?.open()?)
 }
 
 /// Installs the tracing subscriber: human-readable on a terminal, JSON otherwise. A server logs

@@ -193,7 +193,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ModelSource::Registry(uri) => {
             let registry = args.model.registry.connect()?;
             let fetched = runtime.block_on(registry.fetch(uri))?;
-            let model = super::load_on(&fetched.package, Some(&fetched), &args.model.device)?;
+            let model = fetched.load(&super::open_device(&args.model.device)?)?;
             tracing::info!(uri = %uri, serving = %fetched.uri, "loaded model from the registry");
             let watch = match (uri, model_poll) {
                 (ModelUri::Alias { .. }, Some(interval)) => Some(WatchConfig {

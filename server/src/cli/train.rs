@@ -162,19 +162,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         hop_seconds: args.window_seconds,
         min_final_seconds: (args.window_seconds / 4.0).min(1.0),
     };
-    let spec =
-        FeatureSpec {
-            features: features.clone(),
-            window: WindowConfig::from_seconds(
-                window.seconds,
-                window.hop_seconds,
-                window.min_final_seconds,
-                features.sample_rate,
-            )?,
-            cache_dir: Some(args.feature_cache.clone().unwrap_or_else(|| {
-                auralguard::model::registry::default_cache_root().join("features")
-            })),
-        };
+    let cache_dir = args
+        .feature_cache
+        .clone()
+        .unwrap_or_else(|| auralguard::model::registry::default_cache_root().join("features"));
+    let spec = FeatureSpec {
+        features: features.clone(),
+        window: WindowConfig::from_seconds(
+            window.seconds,
+            window.hop_seconds,
+            window.min_final_seconds,
+            features.sample_rate,
+        )?,
+        cache_dir: Some(cache_dir),
+    };
     let hidden = args.no_progress;
     let train_set = extract("train", &train_clips, &spec, hidden)?;
     let val_set = extract("val", &val_clips, &spec, hidden)?;
@@ -205,10 +206,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         t.log_params(&params_of(&args, &cfg, &data_sha256, &train_set, &val_set))?;
         t.set_tags(&[("auralguard.data_sha256", data_sha256.as_str())])?;
     }
-    let device = args
-        .device
-        .parse::<auralguard::model::DeviceSpec>()?
-        .open()?;
+    let device = super::open_device(&args.device)?;
     let bars = TrackedBars {
         bars: Bars {
             current: Default::default(),
