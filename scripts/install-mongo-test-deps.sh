@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A MongoDB-wire server for the prediction-log tests: SecantusDB (WiredTiger storage, survives
 # restarts, which the outage test needs) in its own venv at .venv/mongo. No real mongod exists in
-# the package registries these machines reach; see ../shared/INFRA.md. Idempotent: a rerun with the
+# the package registries our CI machines reach. Idempotent: a rerun with the
 # pinned version already installed does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use auralguard::audio::AudioSource;
 use auralguard::model::import::{import_keras, ImportOptions};
@@ -110,24 +110,11 @@ fn bundled_model_is_the_import_of_the_checked_in_h5() {
     );
 }
 
-fn shared_model(name: &str) -> Option<PathBuf> {
-    match common::shared_parity_dir() {
-        Some(d) if d.join(name).is_file() => Some(d.join(name)),
-        _ => {
-            common::skip(&format!(
-                "{name} is only in ../shared/fixtures/parity (not in this checkout); \
-                 CI always has it"
-            ));
-            None
-        }
-    }
-}
-
 fn assert_same_weights_as_h5(other: &str) {
     if !common::keras_available() {
         return;
     }
-    let Some(src) = shared_model(other) else {
+    let Some(src) = common::keras_fixture(other) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

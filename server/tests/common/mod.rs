@@ -23,10 +23,19 @@ pub fn parity_dir() -> PathBuf {
     repo_root().join("testdata/parity")
 }
 
-/// The shared fixtures folder next to the repository, when this checkout has one.
-pub fn shared_parity_dir() -> Option<PathBuf> {
-    let p = repo_root().join("../shared/fixtures/parity");
-    p.is_dir().then_some(p)
+/// The Keras import fixture `name` (`seed_random.keras`, `seed_random_keras2.h5`), written by
+/// real Keras 3 and Keras 2 into `testdata/generated/keras` by `scripts/install-keras-test-deps.sh`
+/// (which `scripts/test.sh` runs). Missing: the test skips, or fails under `AURALGUARD_NO_SKIP=1`.
+pub fn keras_fixture(name: &str) -> Option<PathBuf> {
+    let p = repo_root().join("testdata/generated/keras").join(name);
+    if p.is_file() {
+        return Some(p);
+    }
+    skip(&format!(
+        "{} is missing: run scripts/install-keras-test-deps.sh (saves it with real Keras)",
+        p.display()
+    ));
+    None
 }
 
 /// Reads a little-endian float32 C-order `.npy` file: (shape, data).
