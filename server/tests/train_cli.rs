@@ -182,6 +182,84 @@ fn a_tiny_training_run_learns_and_is_reproducible() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
 }
 
+/// The tiny corpus with groups: three "speakers" among the real clips, two generators among the
+/// fakes (each split has clips of every group).
+fn grouped_dataset(dir: &Path) -> PathBuf {
+    let csv = std::fs::read_to_string(tiny_dataset(dir)).unwrap();
+    let mut out = String::from("filename,label,split,source,speaker\n");
+    let (mut fakes, mut reals) = (0, 0);
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (source, speaker) = if f[1] == "fake" {
+            fakes += 1;
+            (format!("gen{}", fakes % 2), String::new())
+        } else {
+            reals += 1;
+            ("recordings".to_string(), format!("s{}", reals % 3))
+        };
+        out.push_str(&format!("{},{},{},{source},{speaker}\n", f[0], f[1], f[2]));
+    }
+    let path = dir.join("grouped.csv");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn crossval_trains_once_per_held_out_group_and_names_the_worst() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = grouped_dataset(tmp.path());
+    let cache = tmp.path().join("cache");
+    let report_dir = tmp.path().join("report");
+    let mut args = train_args(csv.to_str().unwrap(), "unused", cache.to_str().unwrap());
+    args.retain(|a| *a != "--out" && *a != "unused");
+    args[0] = "crossval";
+    args.extend(["--protocol", "logo", "--out", report_dir.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&auralguard(&args))).unwrap();
+    let folds = report["folds"].as_array().unwrap();
+    let held: Vec<&str> = folds
+        .iter()
+        .map(|f| f["held_out"].as_str().unwrap())
+        .collect();
+    assert_eq!(held, ["gen0", "gen1"]);
+    for f in folds {
+        // The held-out generator's clips (all splits: 10 of 20 fakes) against the test reals.
+        assert_eq!(f["test_fake"], 10, "{f}");
+        assert_eq!(f["test_real"], 4, "{f}");
+        assert!(f["eer"].as_f64().is_some_and(|e| (0.0..=1.0).contains(&e)));
+    }
+    let worst = report["summary"]["worst_eer"]["held_out"].as_str().unwrap();
+    assert!(held.contains(&worst));
+    assert!(
+        report["calibration"].is_null(),
+        "calibration is a loso figure"
+    );
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(md.contains("| gen0 |") && md.contains("worst"), "{md}");
+
+    // Leave one speaker out, one fold only: calibrated on that speaker's genuine clips.
+    let mut loso = args.clone();
+    let at = loso.iter().position(|a| *a == "logo").unwrap();
+    loso[at] = "loso";
+    loso.truncate(loso.len() - 2);
+    loso.extend(["--only", "s1"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&auralguard(&loso))).unwrap();
+    assert_eq!(report["folds"].as_array().unwrap().len(), 1);
+    assert_eq!(report["folds"][0]["held_out"], "s1");
+    let cal = &report["calibration"];
+    assert!(cal["false_alarm_rate"].as_f64().unwrap() <= 0.02, "{cal}");
+
+    // A group the data does not have is an error that lists the real ones.
+    let mut typo = loso.clone();
+    *typo.last_mut().unwrap() = "s9";
+    let out = auralguard(&typo);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("s0, s1, s2") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_training_input_is_refused_with_a_message() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Argument definitions and dispatch for the `auralguard` binary.
 
 mod bench;
+mod crossval;
 mod eval;
 mod import;
 mod inspect;
@@ -46,6 +47,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Score a model on a labelled CSV: accuracy, F1, ROC-AUC, EER, per-source breakdown.
     Eval(eval::EvalArgs),
+    /// Leave-one-speaker/generator/family-out cross-validation: train once per held-out group
+    /// and report how the recipe does on what it never saw (the numbers to choose a model by).
+    Crossval(crossval::CrossvalArgs),
     /// List registered models and move their aliases in the MLflow Model Registry.
     Registry(registry::RegistryCommandArgs),
 }
@@ -156,6 +160,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Crossval(a) => crossval::run(a),
         Command::Registry(a) => registry::run(a),
     }
 }

@@ -23,8 +23,8 @@ use super::tracking::{RunTracker, TrackingArgs};
 /// Arguments of `train`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// Labelled CSV: `filename,label` (real/fake) plus optional `split` (train/val/test) and
-    /// `source` columns; paths are relative to the CSV's folder.
+    /// Labelled CSV: `filename,label` (real/fake) plus optional `split` (train/val/test),
+    /// `source`, `speaker` and `family` columns; paths are relative to the CSV's folder.
     #[arg(long, value_name = "CSV")]
     pub data: PathBuf,
 
@@ -32,6 +32,30 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
+    #[command(flatten)]
+    pub opts: TrainOptions,
+
+    /// Decision threshold written into the package instead of the validation EER point, e.g.
+    /// the one `auralguard crossval --protocol loso` calibrated on held-out speakers.
+    #[arg(long, value_name = "P")]
+    pub threshold: Option<f32>,
+
+    /// Model name written into the manifest (default: the output folder's name).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Replace the output folder if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+}
+
+/// How a model is trained: shared by `train` and `crossval`, so a cross-validated recipe is
+/// exactly the one a package is then trained with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainOptions {
     /// Architecture: `seed-cnn` (the original service's CNN) or `compact-cnn` (≈ 80 k
     /// parameters, global pooling, input standardisation).
     #[arg(long, default_value = "seed-cnn")]
@@ -61,6 +85,14 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 15.0)]
     pub window_seconds: f64,
 
+    /// Spectral front-end: `log-mel` (librosa-exact, what the original service used) or
+    /// `log-linear` (the same bands spaced evenly in hertz: finer where synthesis artefacts are).
+    #[arg(long, default_value = auralguard::features::LOG_MEL, value_parser = [
+        auralguard::features::LOG_MEL,
+        auralguard::features::LOG_LINEAR,
+    ])]
+    pub front_end: String,
+
     /// Do not weight the classes by inverse frequency.
     #[arg(long)]
     pub no_class_weights: bool,
@@ -73,17 +105,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_normalize: bool,
 
-    /// Model name written into the manifest (default: the output folder's name).
-    #[arg(long)]
-    pub name: Option<String>,
-
     /// Folder of cached features (default: beside the model cache, `~/.cache/auralguard/features`).
     #[arg(long, env = "AURALGUARD_FEATURE_CACHE")]
     pub feature_cache: Option<PathBuf>,
-
-    /// Replace the output folder if it exists.
-    #[arg(long)]
-    pub force: bool,
 
     /// Compute device: cpu, cuda or cuda:N.
     #[arg(long, env = "AURALGUARD_DEVICE", default_value = "cpu")]
@@ -92,15 +116,71 @@ pub struct TrainArgs {
     /// Never show progress bars.
     #[arg(long)]
     pub no_progress: bool,
+}
 
-    #[command(flatten)]
-    pub tracking: TrackingArgs,
+impl TrainOptions {
+    /// The trainer's configuration.
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            seed: self.seed,
+            patience: self.patience,
+            class_weights: !self.no_class_weights,
+            augment: !self.no_augment,
+            normalize: !self.no_normalize,
+        }
+    }
+
+    /// The window the network sees, as the manifest records it.
+    pub fn window(&self) -> WindowSpec {
+        WindowSpec {
+            seconds: self.window_seconds,
+            hop_seconds: self.window_seconds,
+            min_final_seconds: (self.window_seconds / 4.0).min(1.0),
+        }
+    }
+
+    /// Front-end, windowing and feature cache, as the server will compute them.
+    pub fn feature_spec(&self) -> anyhow::Result<FeatureSpec> {
+        let features = FeatureConfig {
+            kind: self.front_end.clone(),
+            ..FeatureConfig::default()
+        };
+        features.validate()?;
+        let window = self.window();
+        let cache_dir = self
+            .feature_cache
+            .clone()
+            .unwrap_or_else(|| auralguard::model::registry::default_cache_root().join("features"));
+        Ok(FeatureSpec {
+            window: WindowConfig::from_seconds(
+                window.seconds,
+                window.hop_seconds,
+                window.min_final_seconds,
+                features.sample_rate,
+            )?,
+            features,
+            cache_dir: Some(cache_dir),
+        })
+    }
 }
 
 /// Progress bars per epoch, plus a summary line per epoch.
-struct Bars {
+pub(super) struct Bars {
     current: std::cell::RefCell<Option<ProgressBar>>,
     hidden: bool,
+}
+
+impl Bars {
+    /// Bars on stderr, or none when `hidden`.
+    pub(super) fn new(hidden: bool) -> Self {
+        Self {
+            current: Default::default(),
+            hidden,
+        }
+    }
 }
 
 impl Progress for Bars {
@@ -139,11 +219,12 @@ impl Progress for Bars {
 
 /// Runs `train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let architecture = arch::lookup(&args.arch)?;
+    let opts = &args.opts;
+    let architecture = arch::lookup(&opts.arch)?;
     // Read before training: the code that trains is the code checked out now.
     let commit = git_commit();
     let dataset = Dataset::load(&args.data)?;
-    let (train_clips, val_clips) = split(&dataset, args.seed)?;
+    let (train_clips, val_clips) = split(&dataset, opts.seed)?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.out
             .file_name()
@@ -156,27 +237,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             args.out.display()
         );
     }
-    let features = FeatureConfig::default();
-    let window = WindowSpec {
-        seconds: args.window_seconds,
-        hop_seconds: args.window_seconds,
-        min_final_seconds: (args.window_seconds / 4.0).min(1.0),
-    };
-    let cache_dir = args
-        .feature_cache
-        .clone()
-        .unwrap_or_else(|| auralguard::model::registry::default_cache_root().join("features"));
-    let spec = FeatureSpec {
-        features: features.clone(),
-        window: WindowConfig::from_seconds(
-            window.seconds,
-            window.hop_seconds,
-            window.min_final_seconds,
-            features.sample_rate,
-        )?,
-        cache_dir: Some(cache_dir),
-    };
-    let hidden = args.no_progress;
+    if let Some(t) = args.threshold {
+        anyhow::ensure!(
+            t.is_finite() && t > 0.0 && t < 1.0,
+            "--threshold must lie strictly between 0 and 1, got {t}"
+        );
+    }
+    let spec = opts.feature_spec()?;
+    let (features, window) = (spec.features.clone(), opts.window());
+    let hidden = opts.no_progress;
     let train_set = extract("train", &train_clips, &spec, hidden)?;
     let val_set = extract("val", &val_clips, &spec, hidden)?;
     let data_sha256 = data_hash(&train_set, &val_set);
@@ -191,27 +260,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         train_set.frames
     );
 
-    let cfg = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.learning_rate,
-        seed: args.seed,
-        patience: args.patience,
-        class_weights: !args.no_class_weights,
-        augment: !args.no_augment,
-        normalize: !args.no_normalize,
-    };
+    let cfg = opts.config();
     let mut tracker = RunTracker::start(&args.tracking, &name)?;
     if let Some(t) = tracker.as_mut() {
         t.log_params(&params_of(&args, &cfg, &data_sha256, &train_set, &val_set))?;
         t.set_tags(&[("auralguard.data_sha256", data_sha256.as_str())])?;
     }
-    let device = super::open_device(&args.device)?;
+    let device = super::open_device(&opts.device)?;
     let bars = TrackedBars {
-        bars: Bars {
-            current: Default::default(),
-            hidden,
-        },
+        bars: Bars::new(hidden),
         tracker: std::cell::RefCell::new(tracker),
     };
     let outcome = trainer::train(architecture, &train_set, &val_set, &cfg, &device, &bars);
@@ -230,11 +287,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     // threshold: the equal-error point.
     let (labels, scores) = clip_scores(&val_set, &outcome.val_scores);
     let summary = metrics::summarize(&labels, &scores, 0.5);
-    let threshold = summary
-        .eer_threshold
-        .filter(|t| t.is_finite())
-        .unwrap_or(0.5)
-        .clamp(0.01, 0.99);
+    let threshold = args.threshold.unwrap_or_else(|| eer_threshold(&summary));
     // Accuracy as the package will actually decide: at its threshold, not at 0.5.
     let decided = metrics::summarize(&labels, &scores, threshold);
     let best = &outcome.history[outcome.best_epoch - 1];
@@ -269,6 +322,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     t.insert("data_csv".into(), args.data.display().to_string().into());
     t.insert("config".into(), serde_json::to_value(&cfg)?);
     t.insert("best_epoch".into(), outcome.best_epoch.into());
+    t.insert(
+        "threshold_source".into(),
+        if args.threshold.is_some() {
+            "--threshold"
+        } else {
+            "validation EER"
+        }
+        .into(),
+    );
     t.insert("history".into(), serde_json::to_value(&outcome.history)?);
     t.insert("train_clips".into(), train_set.clips.len().into());
     t.insert("val_clips".into(), val_set.clips.len().into());
@@ -369,7 +431,7 @@ fn split(dataset: &Dataset, seed: u64) -> anyhow::Result<(Vec<&Clip>, Vec<&Clip>
     Ok((train, val))
 }
 
-fn extract(
+pub(super) fn extract(
     what: &str,
     clips: &[&Clip],
     spec: &FeatureSpec,
@@ -408,8 +470,18 @@ fn data_hash(train: &FeatureSet, val: &FeatureSet) -> String {
     hex::encode(h.finalize())
 }
 
+/// The validation set's equal-error point, kept away from 0 and 1: a package's default
+/// threshold.
+pub(super) fn eer_threshold(summary: &metrics::Summary) -> f32 {
+    summary
+        .eer_threshold
+        .filter(|t| t.is_finite())
+        .unwrap_or(0.5)
+        .clamp(0.01, 0.99)
+}
+
 /// Mean window score per clip, with the clip's label.
-fn clip_scores(set: &FeatureSet, window_scores: &[f32]) -> (Vec<bool>, Vec<f32>) {
+pub(super) fn clip_scores(set: &FeatureSet, window_scores: &[f32]) -> (Vec<bool>, Vec<f32>) {
     let mut sum = vec![0.0f64; set.clips.len()];
     let mut count = vec![0usize; set.clips.len()];
     for (w, &c) in set.clip_of_window.iter().enumerate() {
@@ -435,7 +507,7 @@ fn params_of(
     val: &FeatureSet,
 ) -> Vec<(String, String)> {
     vec![
-        ("arch".into(), args.arch.clone()),
+        ("arch".into(), args.opts.arch.clone()),
         ("epochs".into(), cfg.epochs.to_string()),
         ("batch_size".into(), cfg.batch_size.to_string()),
         ("learning_rate".into(), cfg.learning_rate.to_string()),
@@ -444,12 +516,15 @@ fn params_of(
         ("class_weights".into(), cfg.class_weights.to_string()),
         ("augment".into(), cfg.augment.to_string()),
         ("normalize".into(), cfg.normalize.to_string()),
-        ("window_seconds".into(), args.window_seconds.to_string()),
+        (
+            "window_seconds".into(),
+            args.opts.window_seconds.to_string(),
+        ),
         ("data_csv".into(), args.data.display().to_string()),
         ("data_sha256".into(), data_sha256.to_string()),
         ("train_windows".into(), train.len().to_string()),
         ("val_windows".into(), val.len().to_string()),
-        ("device".into(), args.device.clone()),
+        ("device".into(), args.opts.device.clone()),
     ]
 }
 

@@ -1,4 +1,5 @@
-//! librosa's Slaney-style mel filter bank (`librosa.filters.mel(htk=False, norm="slaney")`).
+//! librosa's Slaney-style mel filter bank (`librosa.filters.mel(htk=False, norm="slaney")`), and
+//! the same triangles spaced evenly in hertz for the `log-linear` front-end.
 //!
 //! Computed in `f64` and stored as `f32` like librosa, but sparse: each filter keeps only its
 //! non-zero run of FFT bins, which makes applying the bank ~60× cheaper than a dense matmul.
@@ -48,16 +49,34 @@ pub fn mel_to_hz(mel: f64) -> f64 {
 impl MelFilterBank {
     /// Builds the bank for an `n_fft`-point real FFT at `sample_rate`.
     pub fn new(sample_rate: u32, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Self {
+        let (mel_lo, mel_hi) = (hz_to_mel(fmin), hz_to_mel(fmax));
+        let n_pts = n_mels + 2;
+        let edges: Vec<f64> = (0..n_pts)
+            .map(|i| mel_to_hz(mel_lo + (mel_hi - mel_lo) * i as f64 / (n_pts - 1) as f64))
+            .collect();
+        Self::from_edges(sample_rate, n_fft, &edges)
+    }
+
+    /// The same area-normalised triangles with edges spaced evenly in hertz: as fine at 7 kHz
+    /// as at 200 Hz, where the mel scale is coarsest exactly where vocoders and TTS leave their
+    /// artefacts (the linear-frequency front-ends of LFCC-style anti-spoofing systems).
+    pub fn linear(sample_rate: u32, n_fft: usize, n_bands: usize, fmin: f64, fmax: f64) -> Self {
+        let n_pts = n_bands + 2;
+        let edges: Vec<f64> = (0..n_pts)
+            .map(|i| fmin + (fmax - fmin) * i as f64 / (n_pts - 1) as f64)
+            .collect();
+        Self::from_edges(sample_rate, n_fft, &edges)
+    }
+
+    /// One triangle per three consecutive `edges` (Hz): band `i` rises from `edges[i]` to
+    /// `edges[i + 1]` and falls to `edges[i + 2]`, scaled to unit area (Slaney norm).
+    fn from_edges(sample_rate: u32, n_fft: usize, edges: &[f64]) -> Self {
         let n_bins = n_fft / 2 + 1;
         let fft_freqs: Vec<f64> = (0..n_bins)
             .map(|k| k as f64 * sample_rate as f64 / n_fft as f64)
             .collect();
-        let (mel_lo, mel_hi) = (hz_to_mel(fmin), hz_to_mel(fmax));
-        let n_pts = n_mels + 2;
-        let mel_f: Vec<f64> = (0..n_pts)
-            .map(|i| mel_to_hz(mel_lo + (mel_hi - mel_lo) * i as f64 / (n_pts - 1) as f64))
-            .collect();
-        let filters = (0..n_mels)
+        let mel_f = edges;
+        let filters = (0..edges.len().saturating_sub(2))
             .map(|i| {
                 let (lo, mid, hi) = (mel_f[i], mel_f[i + 1], mel_f[i + 2]);
                 let enorm = 2.0 / (hi - lo);
@@ -135,6 +154,32 @@ mod tests {
         // librosa.hz_to_mel(1000) == 15.0, hz_to_mel(8000) == 45.245640471924965
         assert!((hz_to_mel(1000.0) - 15.0).abs() < 1e-12);
         assert!((hz_to_mel(8000.0) - 45.245_640_471_924_965).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_linear_bank_has_equal_width_bands_up_to_fmax() {
+        let bank = MelFilterBank::linear(16_000, 2048, 128, 0.0, 8000.0);
+        assert_eq!(bank.n_mels(), 128);
+        let df = 16_000.0 / 2048.0;
+        // Edges every 8000 / 129 Hz: every band spans two of those, about 16 FFT bins.
+        for f in &bank.filters()[1..] {
+            assert!((15..=17).contains(&f.weights.len()), "{}", f.weights.len());
+            let area: f32 = f.weights.iter().sum::<f32>() * df;
+            assert!((area - 1.0).abs() < 0.05, "area {area}");
+        }
+        // The top band peaks near 8000 - 62 Hz; the top mel band is far wider.
+        let top = &bank.filters()[127];
+        let peak = top.start
+            + top
+                .weights
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+                .unwrap();
+        assert!((peak as f32 * df - 7938.0).abs() < 10.0);
+        let mel = MelFilterBank::new(16_000, 2048, 128, 0.0, 8000.0);
+        assert!(mel.filters()[127].weights.len() > 2 * top.weights.len());
     }
 
     #[test]

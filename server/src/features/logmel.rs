@@ -38,7 +38,12 @@ impl LogMelExtractor {
         let window = (0..cfg.n_fft)
             .map(|i| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n).cos()) as f32)
             .collect();
-        let bank = MelFilterBank::new(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax);
+        let bank = match cfg.kind.as_str() {
+            super::LOG_LINEAR => {
+                MelFilterBank::linear(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+            }
+            _ => MelFilterBank::new(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax),
+        };
         Ok(Self {
             cfg,
             fft,
@@ -198,6 +203,33 @@ mod tests {
         assert!((f.start as f32..(f.start + f.weights.len()) as f32).contains(&centre_bin));
         assert!(out.iter().all(|&v| (-80.0..=0.0).contains(&v)));
         assert!(out.contains(&0.0));
+    }
+
+    #[test]
+    fn the_log_linear_front_end_resolves_high_tones_the_mel_one_merges() {
+        let linear = LogMelExtractor::new(FeatureConfig {
+            kind: crate::features::LOG_LINEAR.into(),
+            ..FeatureConfig::default()
+        })
+        .unwrap();
+        let mel = LogMelExtractor::new(FeatureConfig::default()).unwrap();
+        let peak_band = |x: &LogMelExtractor, hz: f32| {
+            let sig: Vec<f32> = (0..16_000)
+                .map(|i| (std::f32::consts::TAU * hz * i as f32 / 16_000.0).sin())
+                .collect();
+            let out = x.compute(&sig).unwrap();
+            let (m, t) = x.output_shape(sig.len());
+            (0..m)
+                .max_by(|&a, &b| out[a * t + t / 2].total_cmp(&out[b * t + t / 2]))
+                .unwrap()
+        };
+        // Linear bands peak every 8000 / 129 = 62 Hz: 7050 Hz lands in band 113, 7120 Hz in 114.
+        assert_eq!(peak_band(&linear, 7050.0), 113);
+        assert_eq!(peak_band(&linear, 7120.0), 114);
+        // Mel band peaks are ~170 Hz apart up there (6922, 7091, 7264 Hz): both tones fall in
+        // the band peaking at 7091 Hz.
+        assert_eq!(peak_band(&mel, 7050.0), 123);
+        assert_eq!(peak_band(&mel, 7120.0), 123);
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! pieces: [`filterbank`] builds librosa's Slaney mel filters once (sparse, since each FFT bin
 //! feeds at most two filters), [`logmel`] runs the centred STFT with a reusable real-FFT plan and
 //! turns power into decibels.
+//!
+//! A second front-end, [`LOG_LINEAR`], runs the very same code with triangles spaced evenly in
+//! hertz instead of mels: synthesis artefacts sit high in the spectrum, where 128 mel bands
+//! below 8 kHz are 250 Hz wide and 128 linear ones 62 Hz. A manifest names its front-end in
+//! `features.kind`, so training and serving always compute the same one.
 
 pub mod filterbank;
 pub mod logmel;
@@ -16,11 +21,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Parameters of the log-mel front-end; stored in every model manifest.
+/// `features.kind` of librosa's log-mel (what the original service and its models use).
+pub const LOG_MEL: &str = "log-mel";
+/// `features.kind` of the linear-frequency variant: `n_mels` triangles evenly spaced in hertz
+/// between `fmin` and `fmax`, otherwise computed exactly like [`LOG_MEL`].
+pub const LOG_LINEAR: &str = "log-linear";
+
+/// Parameters of the spectral front-end; stored in every model manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureConfig {
-    /// Always `"log-mel"` for now; the field exists so other front-ends can be added.
+    /// [`LOG_MEL`] (librosa-exact) or [`LOG_LINEAR`] (the same with linear band spacing).
     pub kind: String,
     /// Sample rate the features are computed at (Hz).
     pub sample_rate: u32,
@@ -28,7 +39,7 @@ pub struct FeatureConfig {
     pub n_fft: usize,
     /// Hop between frames (librosa `hop_length`).
     pub hop_length: usize,
-    /// Number of mel bands.
+    /// Number of bands (mel bands, or linear ones for [`LOG_LINEAR`]).
     pub n_mels: usize,
     /// Lowest filter edge (Hz).
     pub fmin: f64,
@@ -43,7 +54,7 @@ pub struct FeatureConfig {
 impl Default for FeatureConfig {
     fn default() -> Self {
         Self {
-            kind: "log-mel".into(),
+            kind: LOG_MEL.into(),
             sample_rate: 16_000,
             n_fft: 2048,
             hop_length: 512,
@@ -62,8 +73,8 @@ impl FeatureConfig {
         let bad = |field: &str, why: &str| {
             Err(Error::InvalidArgument(format!("features.{field}: {why}")))
         };
-        if self.kind != "log-mel" {
-            return bad("kind", "only \"log-mel\" is supported");
+        if self.kind != LOG_MEL && self.kind != LOG_LINEAR {
+            return bad("kind", "must be \"log-mel\" or \"log-linear\"");
         }
         if self.sample_rate == 0 {
             return bad("sample_rate", "must be positive");

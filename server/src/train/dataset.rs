@@ -3,8 +3,10 @@
 //! Recognised columns (by header name, any order, extra columns ignored): `filename` (relative to
 //! the CSV's folder, or absolute), `label` (`real`/`fake`, also `bonafide`/`spoof` and `0`/`1`),
 //! `split` (`train`/`val`/`test`; without it the trainer makes a seeded 85/15 train/val split of
-//! the rows), `source` (what produced the clip, for per-source evaluation). Fields may be quoted
-//! the CSV way. Every problem is reported with its line number, before any audio is read.
+//! the rows), `source` (what produced the clip: the generator of a fake, the corpus of a real
+//! clip), `speaker` (whose voice a clip carries: the person of a recording or of a re-synthesis;
+//! leave-one-speaker-out holds it out) and `family` (the kind of generator, e.g. `neural-tts`;
+//! leave-one-family-out holds it out). Fields may be quoted the CSV way. Every problem is reported with its line number, before any audio is read.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,11 @@ pub struct Clip {
     pub split: String,
     /// What produced the clip (`source` column), or the label when absent.
     pub source: String,
+    /// Whose voice the clip carries (`speaker` column); without the column, a real clip's
+    /// `source` (the demo corpus has one speaker per real source), a fake's nothing.
+    pub speaker: Option<String>,
+    /// The kind of generator of a fake clip (`family` column), when given.
+    pub family: Option<String>,
 }
 
 /// A dataset read from one CSV.
@@ -74,6 +81,7 @@ impl Dataset {
             ));
         };
         let (si, so) = (col("split"), col("source"));
+        let (sp, fa) = (col("speaker"), col("family"));
         let mut clips = Vec::new();
         for (n, line) in lines {
             let line_no = n + 1;
@@ -103,6 +111,13 @@ impl Dataset {
                 .map(|i| get(i).to_string())
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| if fake { "fake" } else { "real" }.to_string());
+            let optional =
+                |i: Option<usize>| i.map(|i| get(i).to_string()).filter(|s| !s.is_empty());
+            let speaker = match sp {
+                Some(i) => optional(Some(i)),
+                None => (!fake).then(|| source.clone()),
+            };
+            let family = optional(fa);
             let p = Path::new(filename);
             clips.push(Clip {
                 path: if p.is_absolute() {
@@ -114,6 +129,8 @@ impl Dataset {
                 fake,
                 split,
                 source,
+                speaker,
+                family,
             });
         }
         if clips.is_empty() {
@@ -213,6 +230,28 @@ mod tests {
         .unwrap();
         assert_eq!(d.clips[0].filename, "a.wav");
         assert!(d.clips[0].fake);
+    }
+
+    #[test]
+    fn speaker_and_family_default_sensibly() {
+        let csv = "filename,label,source,speaker,family\n\
+                   a.wav,real,asterisk-en,allison,\n\
+                   b.wav,fake,griffin-lim,allison,resynthesis\n\
+                   c.wav,fake,piper,,neural-tts\n";
+        let d = Dataset::parse(csv, Path::new("x.csv")).unwrap();
+        assert_eq!(d.clips[0].speaker.as_deref(), Some("allison"));
+        assert_eq!(d.clips[0].family, None);
+        assert_eq!(d.clips[1].speaker.as_deref(), Some("allison"));
+        assert_eq!(d.clips[2].speaker, None);
+        assert_eq!(d.clips[2].family.as_deref(), Some("neural-tts"));
+        // Without a speaker column a real clip's source names its speaker; a fake has none.
+        let d = Dataset::parse(
+            "filename,label,source\na.wav,real,asterisk-en\nb.wav,fake,flite\n",
+            Path::new("x.csv"),
+        )
+        .unwrap();
+        assert_eq!(d.clips[0].speaker.as_deref(), Some("asterisk-en"));
+        assert_eq!(d.clips[1].speaker, None);
     }
 
     #[test]

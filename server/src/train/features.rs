@@ -71,6 +71,33 @@ impl FeatureSet {
         let n = self.window_len();
         &self.data[i * n..(i + 1) * n]
     }
+
+    /// The clips at `indices` (in that order) with their windows: one extraction of a whole
+    /// corpus serves every fold of a cross-validation.
+    pub fn subset(&self, indices: &[usize]) -> FeatureSet {
+        let mut windows_of = vec![Vec::new(); self.clips.len()];
+        for (w, &c) in self.clip_of_window.iter().enumerate() {
+            windows_of[c].push(w);
+        }
+        let mut out = FeatureSet {
+            n_mels: self.n_mels,
+            frames: self.frames,
+            ..Default::default()
+        };
+        for &c in indices {
+            let Some(info) = self.clips.get(c) else {
+                continue;
+            };
+            let new = out.clips.len();
+            for &w in &windows_of[c] {
+                out.data.extend_from_slice(self.window(w));
+                out.labels.push(self.labels[w]);
+                out.clip_of_window.push(new);
+            }
+            out.clips.push(info.clone());
+        }
+        out
+    }
 }
 
 /// How clips become windows.
@@ -222,7 +249,39 @@ mod tests {
             fake: name.starts_with('f'),
             split: "train".into(),
             source: "tone".into(),
+            speaker: None,
+            family: None,
         }
+    }
+
+    #[test]
+    fn a_subset_keeps_each_clips_windows_in_the_order_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let clips = [
+            tone_wav(dir.path(), "fa.wav", 2.5),
+            tone_wav(dir.path(), "rb.wav", 0.7),
+            tone_wav(dir.path(), "fc.wav", 1.2),
+        ];
+        let spec = FeatureSpec {
+            features: FeatureConfig::default(),
+            window: WindowConfig::from_seconds(1.0, 1.0, 0.25, 16_000).unwrap(),
+            cache_dir: None,
+        };
+        let refs: Vec<&Clip> = clips.iter().collect();
+        let all = extract(&refs, &spec, &|| {}).unwrap();
+        let sub = all.subset(&[2, 0]);
+        let names: Vec<&str> = sub.clips.iter().map(|c| c.filename.as_str()).collect();
+        assert_eq!(names, ["fc.wav", "fa.wav"]);
+        let of = |set: &FeatureSet, c: usize| -> Vec<Vec<f32>> {
+            (0..set.len())
+                .filter(|&w| set.clip_of_window[w] == c)
+                .map(|w| set.window(w).to_vec())
+                .collect()
+        };
+        assert_eq!(of(&sub, 0), of(&all, 2));
+        assert_eq!(of(&sub, 1), of(&all, 0));
+        assert_eq!(sub.labels.len(), sub.clip_of_window.len());
+        assert!(sub.labels.iter().all(|&y| y == 1.0));
     }
 
     #[test]

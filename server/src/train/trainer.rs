@@ -240,6 +240,36 @@ pub fn train(
     })
 }
 
+/// P(fake) of every window of `set` under trained `params` (named as [`Architecture::params`]
+/// names them): how a model is judged on windows it never trained or validated on, such as a
+/// cross-validation fold's held-out group.
+pub fn score_windows(
+    arch: &dyn Architecture,
+    params: &HashMap<String, Tensor>,
+    set: &FeatureSet,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    if set.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ordered = arch
+        .params(set.n_mels, set.frames)?
+        .iter()
+        .map(|spec| {
+            params.get(&spec.name).cloned().ok_or_else(|| {
+                Error::InvalidArgument(format!("no trained parameter named {}", spec.name))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = TrainConfig {
+        batch_size: batch_size.max(1),
+        class_weights: false,
+        ..TrainConfig::default()
+    };
+    Ok(evaluate(arch, &ordered, set, &cfg, device)?.2)
+}
+
 /// Scores `set` with `params`: (weighted loss, accuracy, P(fake) per window).
 fn evaluate(
     arch: &dyn Architecture,
