@@ -821,13 +821,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out / 'dataset.csv'} ({len(rows)} clips) and {out / 'utterances.csv'} "
           f"({len(utts)} utterances) in {time.monotonic() - t0:.1f} s")
     print_summary(rows, out)
-    if errors:
-        print(f"\n{len(errors)} clips failed (left out of dataset.csv; a rerun retries them):",
-              file=sys.stderr)
-        for e in errors[:20]:
-            print("  " + e, file=sys.stderr)
-        return 1
-    return 0
+    return report_failures(errors)
+
+
+def report_failures(errors: list[str]) -> int:
+    """Lists failed clips on stderr (the first 20) and gives the build's exit status: 1 when
+    any failed (they are left out of dataset.csv and retried by the next run), else 0."""
+    if not errors:
+        return 0
+    print(f"\n{len(errors)} clips failed (left out of dataset.csv; a rerun retries them):",
+          file=sys.stderr)
+    for e in errors[:20]:
+        print("  " + e, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -834,13 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, n in summary["by_source_label"].items():
         print(f"  {key:<28}{n:>6}")
     print(f"narrowband share: {summary['narrowband_share']}")
-    if errors:
-        print(f"\n{len(errors)} clips failed (left out of dataset.csv; a rerun retries them):",
-              file=sys.stderr)
-        for e in errors[:20]:
-            print("  " + e, file=sys.stderr)
-        return 1
-    return 0
+    return v1.report_failures(errors)
 
 
 if __name__ == "__main__":

@@ -251,13 +251,6 @@ fn fold_report(
 ) -> FoldReport {
     let s = metrics::summarize(labels, scores, threshold);
     let c = s.confusion;
-    let rate = |num: usize, den: usize| {
-        if den == 0 {
-            0.0
-        } else {
-            num as f64 / den as f64
-        }
-    };
     FoldReport {
         held_out: fold.held_out.clone(),
         train_clips: fold.train.len(),
@@ -325,11 +318,20 @@ fn calibrate(labels: &[bool], scores: &[f32], target: f64) -> Option<Calibration
     Some(Calibration {
         target_false_alarm_rate: target,
         threshold,
-        false_alarm_rate: c.fp as f64 / (c.fp + c.tn) as f64,
-        miss_rate: c.fn_ as f64 / (c.tp + c.fn_) as f64,
+        false_alarm_rate: rate(c.fp, c.fp + c.tn),
+        miss_rate: rate(c.fn_, c.tp + c.fn_),
         real_clips: c.fp + c.tn,
         fake_clips: c.tp + c.fn_,
     })
+}
+
+/// `num / den`, or 0 when there is nothing to count (a fold with no clip of one class).
+fn rate(num: usize, den: usize) -> f64 {
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 /// The smallest f32 above `x` (for `x` in [0, 1]).
