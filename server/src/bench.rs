@@ -161,7 +161,11 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
 
     // Features, one thread; then the mel filter bank alone, sparse vs a dense matmul.
     progress("log-mel features");
-    let x = detector.extractor();
+    let x = detector.extractor().spectral().ok_or_else(|| {
+        crate::Error::InvalidArgument(
+            "bench compares log-mel paths; this model uses the Whisper front-end".into(),
+        )
+    })?;
     let mut scratch = x.scratch();
     let mut mel = vec![0f32; n_mels * frames];
     let t0 = Instant::now();

@@ -102,6 +102,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A pretrained speech encoder (the Whisper front-end) is missing, tampered with or malformed.
+    #[error("{path}: speech encoder unusable: {reason}")]
+    Encoder {
+        /// Encoder file or source package.
+        path: PathBuf,
+        /// What is wrong, and how to fix it where that is known.
+        reason: String,
+    },
     /// The requested compute device is not available in this build or on this machine.
     #[error("device '{device}' is not available: {reason}")]
     Device {
@@ -141,6 +149,7 @@ impl Error {
             Error::UnknownArchitecture { .. } => "unknown_architecture",
             Error::Weights { .. } => "invalid_weights",
             Error::KerasImport { .. } => "keras_import_failed",
+            Error::Encoder { .. } => "encoder_unusable",
             Error::Device { .. } => "device_unavailable",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::Inference(_) => "inference_failed",
@@ -171,6 +180,13 @@ impl Error {
 
     pub(crate) fn manifest(path: &Path, reason: impl Into<String>) -> Self {
         Error::Manifest {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn encoder(path: &Path, reason: impl Into<String>) -> Self {
+        Error::Encoder {
             path: path.to_path_buf(),
             reason: reason.into(),
         }

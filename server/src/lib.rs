@@ -19,6 +19,7 @@ pub mod api;
 pub mod audio;
 pub mod batcher;
 pub mod bench;
+pub mod digest;
 pub mod error;
 pub mod features;
 pub mod model;
@@ -26,5 +27,6 @@ pub mod pipeline;
 pub mod store;
 pub mod train;
 pub mod verdict;
+pub mod whisper;
 
 pub use error::{Error, Result};

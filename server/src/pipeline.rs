@@ -9,11 +9,10 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use rayon::prelude::*;
 
 use crate::audio::{AudioSource, AudioWindows, MonoDecoder, WindowConfig};
 use crate::error::{Error, Result};
-use crate::features::LogMelExtractor;
+use crate::features::FrontEnd;
 use crate::model::manifest::WindowSpec;
 use crate::model::{Aggregation, LoadedModel};
 use crate::verdict::{Verdict, WindowVerdict};
@@ -39,7 +38,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 /// A loaded model plus its front-end, ready to judge audio.
 pub struct Detector {
     model: LoadedModel,
-    extractor: LogMelExtractor,
+    extractor: FrontEnd,
     window: WindowConfig,
     aggregation: Aggregation,
     threshold: f32,
@@ -138,7 +137,7 @@ impl Detector {
                 )));
             }
         }
-        let extractor = LogMelExtractor::new(m.features.clone())?;
+        let extractor = FrontEnd::new(m.features.clone(), &model.device)?;
         let input = extractor.output_shape(window.len);
         Ok(Self {
             aggregation: opts.aggregation.unwrap_or(m.aggregation),
@@ -157,8 +156,8 @@ impl Detector {
         &self.model
     }
 
-    /// The log-mel front-end in use.
-    pub fn extractor(&self) -> &LogMelExtractor {
+    /// The front-end in use (log-mel, log-linear or Whisper).
+    pub fn extractor(&self) -> &FrontEnd {
         &self.extractor
     }
 
@@ -185,14 +184,9 @@ impl Detector {
     /// Log-mel of every window of a source, plus the source's length in model-rate samples.
     pub fn log_mels(&self, source: AudioSource) -> Result<(Vec<Vec<f32>>, u64)> {
         let mut windows = self.open_windows(source)?;
-        let mut scratch = self.extractor.scratch();
-        let (m, t) = self.input;
         let mut out = Vec::new();
         while let Some(w) = windows.next_window()? {
-            let mut mel = vec![0.0; m * t];
-            self.extractor
-                .compute_into(&w.samples, &mut mel, &mut scratch)?;
-            out.push(mel);
+            out.push(self.extractor.compute(&w.samples)?);
         }
         Ok((out, windows.samples_seen()))
     }
@@ -321,15 +315,10 @@ impl Detector {
         }))
     }
 
-    /// Log-mels of `signals` into consecutive slots of `out`, in parallel, one scratch per thread.
+    /// Features of `signals` into consecutive slots of `out` (in parallel or batched, as the
+    /// front-end does best).
     fn log_mels_into(&self, signals: &[&[f32]], out: &mut [f32]) -> Result<()> {
-        let per = self.input.0 * self.input.1;
-        out.par_chunks_mut(per)
-            .zip(signals.par_iter())
-            .try_for_each_init(
-                || self.extractor.scratch(),
-                |scratch, (dst, x)| self.extractor.compute_into(x, dst, scratch),
-            )
+        self.extractor.compute_many(signals, out)
     }
 
     /// Judges one source.

@@ -7,51 +7,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::mlflow;
+use common::{mlflow, ok};
 
 /// A deterministic tiny dataset with train/val/test splits; returns the CSV path.
 fn tiny_dataset(dir: &Path) -> PathBuf {
-    let sr = 16_000u32;
-    let mut csv = String::from("filename,label,split,source\n");
-    let mut state = 0x1234_5678_u64;
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
-    };
-    for (split, n) in [("train", 12), ("val", 4), ("test", 4)] {
-        for i in 0..n {
-            for fake in [false, true] {
-                let f0 = 100.0 + 15.0 * i as f32 + if fake { 7.0 } else { 0.0 };
-                let top = if fake { 3000.0 } else { 7800.0 };
-                let len = (sr as f32 * (1.2 + 0.1 * i as f32)) as usize;
-                let samples: Vec<f32> = (0..len)
-                    .map(|t| {
-                        let time = t as f32 / sr as f32;
-                        let mut v = 0.0;
-                        let mut h = 1.0;
-                        while h * f0 < top {
-                            v += (std::f32::consts::TAU * h * f0 * time).sin() / h;
-                            h += 1.0;
-                        }
-                        let breath = if fake { 0.0 } else { 0.05 * noise() };
-                        0.1 * v + breath
-                    })
-                    .collect();
-                let label = if fake { "fake" } else { "real" };
-                let name = format!("{split}-{i}-{label}.wav");
-                auralguard::audio::wav::write_pcm16(&dir.join(&name), sr, 1, &samples).unwrap();
-                csv.push_str(&format!(
-                    "{name},{label},{split},{}\n",
-                    if fake { "band-limited" } else { "breathy" }
-                ));
-            }
-        }
-    }
-    let path = dir.join("data.csv");
-    std::fs::write(&path, csv).unwrap();
-    path
+    common::buzz_corpus(dir, &[("train", 12), ("val", 4), ("test", 4)])
 }
 
 fn auralguard(args: &[&str]) -> Output {
@@ -62,17 +22,6 @@ fn auralguard(args: &[&str]) -> Output {
         .env_remove("AURALGUARD_MODEL")
         .output()
         .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn train_args<'a>(csv: &'a str, out: &'a str, cache: &'a str) -> Vec<&'a str> {

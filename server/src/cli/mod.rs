@@ -2,6 +2,7 @@
 
 mod bench;
 mod crossval;
+mod encoder;
 mod eval;
 mod import;
 mod inspect;
@@ -52,6 +53,8 @@ pub enum Command {
     Crossval(crossval::CrossvalArgs),
     /// List registered models and move their aliases in the MLflow Model Registry.
     Registry(registry::RegistryCommandArgs),
+    /// Install and check the pretrained Whisper encoders of the `whisper` front-end.
+    Encoder(encoder::EncoderArgs),
 }
 
 /// Options shared by every subcommand that loads a model.
@@ -162,5 +165,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a),
         Command::Crossval(a) => crossval::run(a),
         Command::Registry(a) => registry::run(a),
+        Command::Encoder(a) => encoder::run(a),
     }
 }

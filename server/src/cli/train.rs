@@ -85,13 +85,21 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 15.0)]
     pub window_seconds: f64,
 
-    /// Spectral front-end: `log-mel` (librosa-exact, what the original service used) or
-    /// `log-linear` (the same bands spaced evenly in hertz: finer where synthesis artefacts are).
+    /// Front-end: `log-mel` (librosa-exact, what the original service used), `log-linear`
+    /// (the same bands spaced evenly in hertz: finer where synthesis artefacts are) or `whisper`
+    /// (per-layer statistics of the frozen pretrained encoder named by `--encoder`; use it with
+    /// `--arch whisper-head`).
     #[arg(long, default_value = auralguard::features::LOG_MEL, value_parser = [
         auralguard::features::LOG_MEL,
         auralguard::features::LOG_LINEAR,
+        auralguard::features::WHISPER,
     ])]
     pub front_end: String,
+
+    /// Encoder of the `whisper` front-end, from the encoder store (`auralguard encoder list`);
+    /// the package pins its sha256.
+    #[arg(long, default_value = "whisper-tiny.en")]
+    pub encoder: String,
 
     /// Do not weight the classes by inverse frequency.
     #[arg(long)]
@@ -144,9 +152,21 @@ impl TrainOptions {
 
     /// Front-end, windowing and feature cache, as the server will compute them.
     pub fn feature_spec(&self) -> anyhow::Result<FeatureSpec> {
-        let features = FeatureConfig {
-            kind: self.front_end.clone(),
-            ..FeatureConfig::default()
+        let features = if self.front_end == auralguard::features::WHISPER {
+            FeatureConfig {
+                kind: self.front_end.clone(),
+                n_fft: auralguard::whisper::mel::N_FFT,
+                hop_length: auralguard::whisper::mel::HOP,
+                n_mels: 80,
+                top_db: None,
+                encoder: Some(auralguard::whisper::store::pin(&self.encoder)?),
+                ..FeatureConfig::default()
+            }
+        } else {
+            FeatureConfig {
+                kind: self.front_end.clone(),
+                ..FeatureConfig::default()
+            }
         };
         features.validate()?;
         let window = self.window();

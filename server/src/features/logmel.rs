@@ -104,8 +104,9 @@ impl LogMelExtractor {
         Ok(out)
     }
 
-    /// Mel power spectrogram (before dB), band-major.
-    fn mel_power_into(
+    /// Mel power spectrogram (before dB), band-major, `frames` columns (the Whisper front-end
+    /// takes its own log of it).
+    pub(crate) fn mel_power_into(
         &self,
         signal: &[f32],
         out: &mut [f32],

@@ -12,9 +12,11 @@
 //! `features.kind`, so training and serving always compute the same one.
 
 pub mod filterbank;
+pub mod frontend;
 pub mod logmel;
 
 pub use filterbank::MelFilterBank;
+pub use frontend::FrontEnd;
 pub use logmel::{LogMelExtractor, LogMelScratch};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,25 @@ pub const LOG_MEL: &str = "log-mel";
 /// `features.kind` of the linear-frequency variant: `n_mels` triangles evenly spaced in hertz
 /// between `fmin` and `fmax`, otherwise computed exactly like [`LOG_MEL`].
 pub const LOG_LINEAR: &str = "log-linear";
+
+/// `features.kind` of the pretrained-encoder front-end: Whisper's own log-mel through a frozen
+/// Whisper encoder ([`crate::whisper`]), summarised per layer. Needs `features.encoder`.
+pub const WHISPER: &str = "whisper";
+
+/// A pretrained encoder a front-end depends on, pinned so that a different or damaged file is
+/// refused instead of silently producing different features.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderRef {
+    /// Name in the encoder store (`auralguard encoder list`), e.g. `whisper-tiny.en`.
+    pub name: String,
+    /// sha256 of the converted `whisper.safetensors`.
+    pub sha256: String,
+    /// Transformer blocks of the encoder (the head sees `layers + 1` states).
+    pub layers: usize,
+    /// Width of the encoder's states.
+    pub d_model: usize,
+}
 
 /// Parameters of the spectral front-end; stored in every model manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +70,9 @@ pub struct FeatureConfig {
     pub amin: f32,
     /// Dynamic range kept below the loudest bin, in dB (librosa `top_db`); `None` keeps all.
     pub top_db: Option<f32>,
+    /// The pretrained encoder of a [`WHISPER`] front-end; absent for the spectral ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<EncoderRef>,
 }
 
 impl Default for FeatureConfig {
@@ -63,6 +87,7 @@ impl Default for FeatureConfig {
             fmax: 8000.0,
             amin: 1e-10,
             top_db: Some(80.0),
+            encoder: None,
         }
     }
 }
@@ -73,8 +98,26 @@ impl FeatureConfig {
         let bad = |field: &str, why: &str| {
             Err(Error::InvalidArgument(format!("features.{field}: {why}")))
         };
-        if self.kind != LOG_MEL && self.kind != LOG_LINEAR {
-            return bad("kind", "must be \"log-mel\" or \"log-linear\"");
+        if self.kind != LOG_MEL && self.kind != LOG_LINEAR && self.kind != WHISPER {
+            return bad("kind", "must be \"log-mel\", \"log-linear\" or \"whisper\"");
+        }
+        match (self.kind == WHISPER, &self.encoder) {
+            (true, None) => return bad("encoder", "the whisper front-end needs one"),
+            (false, Some(_)) => return bad("encoder", "only the whisper front-end takes one"),
+            (true, Some(e)) if e.sha256.len() != 64 => {
+                return bad("encoder.sha256", "must be 64 hex digits")
+            }
+            _ => {}
+        }
+        if self.kind == WHISPER
+            && (self.sample_rate != crate::whisper::mel::SAMPLE_RATE
+                || self.n_fft != crate::whisper::mel::N_FFT
+                || self.hop_length != crate::whisper::mel::HOP)
+        {
+            return bad(
+                "kind",
+                "the whisper front-end runs at 16000 Hz with n_fft 400 and hop_length 160",
+            );
         }
         if self.sample_rate == 0 {
             return bad("sample_rate", "must be positive");
@@ -108,5 +151,14 @@ impl FeatureConfig {
     /// Frames produced for a window of `samples` samples (centred STFT).
     pub fn frames_for(&self, samples: usize) -> usize {
         1 + samples / self.hop_length
+    }
+
+    /// Shape `(rows, columns)` of one window's features: `(n_mels, frames)` for the spectral
+    /// front-ends, `(2·(layers + 1), d_model)` (per-layer means and deviations) for Whisper.
+    pub fn output_shape(&self, samples: usize) -> (usize, usize) {
+        match &self.encoder {
+            Some(e) if self.kind == WHISPER => (2 * (e.layers + 1), e.d_model),
+            _ => (self.n_mels, self.frames_for(samples)),
+        }
     }
 }

@@ -5,11 +5,9 @@
 //! and writes a package whose manifest records where the weights came from.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use sha2::{Digest, Sha256};
 
 use super::arch::seed_cnn::SeedCnn;
 use super::arch::Architecture;
@@ -63,7 +61,10 @@ pub fn import_keras(src: &Path, out: &Path, opts: &ImportOptions) -> Result<Mode
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     training.insert("imported_from".into(), file_name.clone().into());
-    training.insert("source_sha256".into(), sha256_file(src)?.into());
+    training.insert(
+        "source_sha256".into(),
+        crate::digest::file_sha256(src)?.into(),
+    );
     training.insert("source_format".into(), format!("{:?}", model.format).into());
     if let Some(v) = &model.keras_version {
         training.insert("keras_version".into(), v.clone().into());
@@ -235,20 +236,6 @@ fn check_config(
         _ => {}
     }
     Ok(())
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 #[cfg(test)]

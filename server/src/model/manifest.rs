@@ -166,11 +166,12 @@ impl Manifest {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Network input `(n_mels, frames)`: the log-mel shape of one window.
+    /// Network input `(rows, columns)` of one window: `(n_mels, frames)` of a log-mel, or the
+    /// per-layer statistics of the Whisper front-end.
     pub fn input_shape(&self) -> (usize, usize) {
         let f = &self.features;
         let window = (self.window.seconds * f.sample_rate as f64).round() as usize;
-        (f.n_mels, f.frames_for(window))
+        f.output_shape(window)
     }
 
     /// The label a window or file gets for a probability of `labels[1]`.

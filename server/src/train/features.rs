@@ -1,7 +1,7 @@
 //! Log-mel features of a dataset, computed once and cached on disk.
 //!
 //! Training and evaluation see exactly what the server sees: the same decoder, resampler,
-//! windowing ([`AudioWindows`]) and front-end ([`LogMelExtractor`]). Each clip's windows are
+//! windowing ([`AudioWindows`]) and front-end ([`FrontEnd`]). Each clip's windows are
 //! cached under a key made of the clip's content hash and every parameter that shapes its
 //! features, so a second run (or a run with other hyper-parameters) reads them back instead of
 //! decoding again, and a changed file or setting can never reuse stale features. Files are
@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::dataset::Clip;
 use crate::audio::{AudioWindows, WindowConfig};
 use crate::error::{Error, Result};
-use crate::features::{FeatureConfig, LogMelExtractor};
+use crate::features::{FeatureConfig, FrontEnd};
 
 /// Bumped whenever the meaning of cached bytes changes.
 const CACHE_FORMAT: &str = "auralguard-features-v1";
@@ -132,7 +132,7 @@ pub fn extract(
     spec: &FeatureSpec,
     progress: &(dyn Fn() + Sync),
 ) -> Result<FeatureSet> {
-    let extractor = LogMelExtractor::new(spec.features.clone())?;
+    let extractor = FrontEnd::new(spec.features.clone(), &candle_core::Device::Cpu)?;
     let (m, t) = extractor.output_shape(spec.window.len);
     if let Some(dir) = &spec.cache_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -166,7 +166,7 @@ pub fn extract(
 fn clip_windows(
     clip: &Clip,
     spec: &FeatureSpec,
-    extractor: &LogMelExtractor,
+    extractor: &FrontEnd,
     per: usize,
 ) -> Result<(ClipInfo, Vec<f32>)> {
     let bytes = std::fs::read(&clip.path).map_err(|e| Error::io(&clip.path, e))?;
@@ -191,13 +191,13 @@ fn clip_windows(
         data: bytes,
     })?;
     let mut windows = AudioWindows::new(decoder, spec.window, spec.features.sample_rate)?;
-    let mut scratch = extractor.scratch();
-    let mut data = Vec::new();
+    let mut signals = Vec::new();
     while let Some(w) = windows.next_window()? {
-        let from = data.len();
-        data.resize(from + per, 0.0);
-        extractor.compute_into(&w.samples, &mut data[from..], &mut scratch)?;
+        signals.push(w.samples);
     }
+    let refs: Vec<&[f32]> = signals.iter().map(Vec::as_slice).collect();
+    let mut data = vec![0.0; refs.len() * per];
+    extractor.compute_many(&refs, &mut data)?;
     if let Some(path) = &cached {
         write_cached(path, &data)?;
     }

@@ -124,6 +124,8 @@ pub fn train(
         BandStats {
             mean: vec![0.0; m],
             std: vec![1.0; m],
+            element_mean: vec![0.0; m * t],
+            element_std: vec![1.0; m * t],
         }
     };
     let mut params = Vec::with_capacity(specs.len());
@@ -173,7 +175,7 @@ pub fn train(
             for &i in chunk {
                 let from = batch_x.len();
                 batch_x.extend_from_slice(train.window(i));
-                if cfg.augment {
+                if cfg.augment && arch.spec_augment() {
                     spec_augment(&mut batch_x[from..], m, t, &mut rng);
                 }
                 ys.push(train.labels[i]);
@@ -340,6 +342,10 @@ pub struct BandStats {
     pub mean: Vec<f32>,
     /// Standard deviation per mel band (at least 1e-3).
     pub std: Vec<f32>,
+    /// Mean of every input element (row × column), for inputs that are not spectrograms.
+    pub element_mean: Vec<f32>,
+    /// Standard deviation of every input element (at least 1e-3).
+    pub element_std: Vec<f32>,
 }
 
 fn band_statistics(set: &FeatureSet) -> BandStats {
@@ -354,20 +360,40 @@ fn band_statistics(set: &FeatureSet) -> BandStats {
             }
         }
     }
-    let n = (set.len() * t).max(1) as f64;
-    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-    let std = sq
-        .iter()
-        .zip(&sum)
-        .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() as f32).max(1e-3))
-        .collect();
-    BandStats { mean, std }
+    let moments = |sum: &[f64], sq: &[f64], n: usize| -> (Vec<f32>, Vec<f32>) {
+        let n = n.max(1) as f64;
+        let mean = sum.iter().map(|s| (s / n) as f32).collect();
+        let std = sq
+            .iter()
+            .zip(sum)
+            .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() as f32).max(1e-3))
+            .collect();
+        (mean, std)
+    };
+    let (mean, std) = moments(&sum, &sq, set.len() * t);
+    let mut el_sum = vec![0.0f64; m * t];
+    let mut el_sq = vec![0.0f64; m * t];
+    for w in set.data.chunks_exact(m * t) {
+        for ((s, q), &v) in el_sum.iter_mut().zip(el_sq.iter_mut()).zip(w) {
+            *s += v as f64;
+            *q += (v as f64) * (v as f64);
+        }
+    }
+    let (element_mean, element_std) = moments(&el_sum, &el_sq, set.len());
+    BandStats {
+        mean,
+        std,
+        element_mean,
+        element_std,
+    }
 }
 
 fn statistic(name: &str, stats: &BandStats, n: usize) -> Result<Vec<f32>> {
     let v = match name {
         "input.mean" => stats.mean.clone(),
         "input.std" => stats.std.clone(),
+        "input.element_mean" => stats.element_mean.clone(),
+        "input.element_std" => stats.element_std.clone(),
         other => {
             return Err(Error::InvalidArgument(format!(
                 "no training statistic is known for parameter '{other}'"

@@ -97,3 +97,72 @@ pub fn keras_available() -> bool {
     skip("built without the `keras` feature (needs libhdf5-dev): cargo test --features keras");
     false
 }
+
+/// A deterministic tiny corpus, `n` real/fake pairs per `(split, n)`: voiced buzz with breath
+/// noise and full bandwidth for "real", the same buzz band-limited and clean for "fake"; writes
+/// the WAVs and `data.csv` (with a `source` column) into `dir` and returns the CSV's path.
+pub fn buzz_corpus(dir: &Path, splits: &[(&str, usize)]) -> PathBuf {
+    let sr = 16_000u32;
+    let mut csv = String::from("filename,label,split,source\n");
+    let mut state = 0x1234_5678_u64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+    };
+    for &(split, n) in splits {
+        for i in 0..n {
+            for fake in [false, true] {
+                let f0 = 100.0 + 15.0 * i as f32 + if fake { 7.0 } else { 0.0 };
+                let top = if fake { 3000.0 } else { 7800.0 };
+                let len = (sr as f32 * (1.2 + 0.1 * i as f32)) as usize;
+                let samples: Vec<f32> = (0..len)
+                    .map(|t| {
+                        let time = t as f32 / sr as f32;
+                        let mut v = 0.0;
+                        let mut h = 1.0;
+                        while h * f0 < top {
+                            v += (std::f32::consts::TAU * h * f0 * time).sin() / h;
+                            h += 1.0;
+                        }
+                        let breath = if fake { 0.0 } else { 0.05 * noise() };
+                        0.1 * v + breath
+                    })
+                    .collect();
+                let label = if fake { "fake" } else { "real" };
+                let name = format!("{split}-{i}-{label}.wav");
+                auralguard::audio::wav::write_pcm16(&dir.join(&name), sr, 1, &samples).unwrap();
+                csv.push_str(&format!(
+                    "{name},{label},{split},{}\n",
+                    if fake { "band-limited" } else { "breathy" }
+                ));
+            }
+        }
+    }
+    let path = dir.join("data.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+/// The stdout of a command that must have succeeded (else panics with its output).
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of a command that must have failed.
+pub fn failed(out: &std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

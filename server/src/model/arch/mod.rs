@@ -7,6 +7,7 @@
 
 pub mod compact_cnn;
 pub mod seed_cnn;
+pub mod whisper_head;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,6 +43,12 @@ pub trait Architecture: Send + Sync {
     /// data statistics filled in by the trainer).
     fn init(&self, spec: &ParamSpec) -> Init {
         Init::default_for(spec)
+    }
+
+    /// Whether SpecAugment-style band and frame masking makes sense for the input (it does for
+    /// spectrograms, not for the Whisper front-end's per-layer statistics).
+    fn spec_augment(&self) -> bool {
+        true
     }
 
     /// The network's pre-sigmoid output `[batch]` for `x` `[batch, n_mels, frames]`, built
@@ -142,7 +149,11 @@ impl Classifier for LogitsNet {
 }
 
 /// Every architecture this build knows.
-pub static REGISTRY: &[&dyn Architecture] = &[&seed_cnn::SeedCnn, &compact_cnn::CompactCnn];
+pub static REGISTRY: &[&dyn Architecture] = &[
+    &seed_cnn::SeedCnn,
+    &compact_cnn::CompactCnn,
+    &whisper_head::WhisperHead,
+];
 
 /// Finds an architecture by name.
 pub fn lookup(name: &str) -> Result<&'static dyn Architecture> {
