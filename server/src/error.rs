@@ -60,6 +60,19 @@ pub enum Error {
         /// Limit that was exceeded.
         max_seconds: f64,
     },
+    /// A sample rate outside what any real recording uses; refused before a resampler is built,
+    /// because rubato's plan grows with the rate and a forged header could ask for gigabytes.
+    #[error("{path}: a sample rate of {hz} Hz is not accepted (accepted: {min} to {max} Hz)")]
+    UnsupportedSampleRate {
+        /// The source.
+        path: PathBuf,
+        /// The declared rate.
+        hz: u32,
+        /// Lowest accepted rate.
+        min: u32,
+        /// Highest accepted rate.
+        max: u32,
+    },
     /// Resampling failed (bad rate, internal resampler error).
     #[error("resampling from {from_hz} Hz to {to_hz} Hz failed: {reason}")]
     Resample {
@@ -144,6 +157,7 @@ impl Error {
             Error::EmptyAudio { .. } => "empty_audio",
             Error::NonFiniteSamples { .. } => "non_finite_samples",
             Error::TooLong { .. } => "audio_too_long",
+            Error::UnsupportedSampleRate { .. } => "unsupported_sample_rate",
             Error::Resample { .. } => "resample_failed",
             Error::Manifest { .. } => "invalid_manifest",
             Error::UnknownArchitecture { .. } => "unknown_architecture",
@@ -167,6 +181,7 @@ impl Error {
                 | Error::EmptyAudio { .. }
                 | Error::NonFiniteSamples { .. }
                 | Error::TooLong { .. }
+                | Error::UnsupportedSampleRate { .. }
                 | Error::InvalidArgument(_)
         )
     }

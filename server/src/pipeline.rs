@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::features::FrontEnd;
 use crate::model::manifest::WindowSpec;
 use crate::model::{Aggregation, LoadedModel};
-use crate::verdict::{Verdict, WindowVerdict};
+use crate::verdict::{Verdict, Warning, WindowVerdict};
 
 /// Knobs that override the manifest for one run.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +55,7 @@ pub struct WindowLayout {
     started: Instant,
     windows: Vec<(u64, usize)>,
     samples: u64,
+    warnings: Vec<Warning>,
 }
 
 impl WindowLayout {
@@ -101,8 +102,13 @@ struct InFlight {
     windows: Vec<Option<(u64, usize, f32)>>,
     total_windows: Option<usize>,
     samples: u64,
+    warnings: Vec<Warning>,
     error: Option<Error>,
 }
+
+/// Less audio than this gets a `too_short` warning: a verdict on a fraction of a second of
+/// sound (mostly padding in a window) is not one to act on.
+pub const MIN_RELIABLE_SECONDS: f64 = 1.0;
 
 impl Detector {
     /// Wraps a loaded model, applying `opts` over its manifest.
@@ -240,19 +246,24 @@ impl Detector {
                 break;
             }
         }
+        let samples = stream.samples_seen();
         Ok(PreparedAudio {
             layout: WindowLayout {
+                warnings: self.input_warnings(&stream, samples),
                 name,
                 started,
                 windows,
-                samples: stream.samples_seen(),
+                samples,
             },
             features,
         })
     }
 
     /// [`Detector::prepare`] for a mono waveform already at the model's sample rate.
-    pub fn prepare_waveform(&self, name: &str, samples: &[f32]) -> Result<PreparedAudio> {
+    ///
+    /// Samples are clamped to the full-scale range −1..1 as decoded files are (see
+    /// [`crate::audio::decode`]), so one huge value cannot set the spectrogram's dB reference.
+    pub fn prepare_waveform(&self, name: &str, mut samples: Vec<f32>) -> Result<PreparedAudio> {
         let started = Instant::now();
         if samples.is_empty() {
             return Err(Error::EmptyAudio { path: name.into() });
@@ -263,6 +274,7 @@ impl Detector {
                 first_at: pos as u64,
             });
         }
+        crate::audio::clamp_full_scale(&mut samples);
         let rate = self.extractor.config().sample_rate as f64;
         if let Some(max) = self.max_duration_seconds {
             if samples.len() as f64 > max * rate {
@@ -273,7 +285,7 @@ impl Detector {
             }
         }
         let mut windower = crate::audio::Windower::new(self.window)?;
-        windower.push(samples);
+        windower.push(&samples);
         windower.finish();
         let windows: Vec<_> = std::iter::from_fn(|| windower.pop()).collect();
         let mut features = vec![0f32; windows.len() * self.input.0 * self.input.1];
@@ -285,6 +297,7 @@ impl Detector {
                 started,
                 windows: windows.iter().map(|w| (w.start, w.real_samples)).collect(),
                 samples: samples.len() as u64,
+                warnings: self.too_short(samples.len() as u64).into_iter().collect(),
             },
             features,
         })
@@ -300,7 +313,7 @@ impl Detector {
                 layout.name
             )));
         }
-        Ok(self.verdict_for(InFlight {
+        self.verdict_for(InFlight {
             total_windows: Some(layout.windows.len()),
             windows: layout
                 .windows
@@ -311,8 +324,9 @@ impl Detector {
             name: layout.name,
             started: layout.started,
             samples: layout.samples,
+            warnings: layout.warnings,
             error: None,
-        }))
+        })
     }
 
     /// Features of `signals` into consecutive slots of `out` (in parallel or batched, as the
@@ -348,6 +362,7 @@ impl Detector {
                 windows: Vec::new(),
                 total_windows: None,
                 samples: 0,
+                warnings: Vec::new(),
                 error: None,
             });
             let slot = idx;
@@ -374,6 +389,7 @@ impl Detector {
                             if let Some(f) = files.back_mut() {
                                 f.total_windows = Some(f.windows.len());
                                 f.samples = stream.samples_seen();
+                                f.warnings = self.input_warnings(&stream, f.samples);
                             }
                             break;
                         }
@@ -457,15 +473,24 @@ impl Detector {
             let Some(f) = files.pop_front() else { break };
             let result = match f.error {
                 Some(e) => Err(e),
-                None => Ok(self.verdict_for(f)),
+                None => self.verdict_for(f),
             };
             done(*first_slot, result);
             *first_slot += 1;
         }
     }
 
-    fn verdict_for(&self, f: InFlight) -> Verdict {
+    /// Fails closed: a NaN compares as "below the threshold", so a non-finite score would read
+    /// as the first label (real). No verdict is better than that one.
+    fn verdict_for(&self, f: InFlight) -> Result<Verdict> {
         let rate = self.extractor.config().sample_rate as f64;
+        if let Some((start, _, p)) = f.windows.iter().flatten().find(|w| !w.2.is_finite()) {
+            return Err(Error::Inference(format!(
+                "{}: the network scored the window at {:.1} s as {p}; no verdict is given",
+                f.name,
+                *start as f64 / rate
+            )));
+        }
         let windows = f
             .windows
             .into_iter()
@@ -480,7 +505,7 @@ impl Detector {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or(f.name);
-        Verdict::from_windows(
+        let mut verdict = Verdict::from_windows(
             name,
             f.samples as f64 / rate,
             windows,
@@ -488,6 +513,40 @@ impl Detector {
             self.aggregation,
             self.threshold,
             f.started.elapsed().as_secs_f64(),
-        )
+        );
+        verdict.warnings = f.warnings;
+        Ok(verdict)
+    }
+
+    /// What an exhausted stream of `samples` (at the model's rate) warns about.
+    fn input_warnings(&self, stream: &AudioWindows, samples: u64) -> Vec<Warning> {
+        let mut out = Vec::new();
+        if let Some((declared, held)) = stream.truncation() {
+            let rate = f64::from(stream.source_sample_rate());
+            out.push(Warning {
+                code: "truncated".into(),
+                message: format!(
+                    "the file's header declares {:.2} s of audio but it holds {:.2} s; it was \
+                     probably cut off, and only what it holds was judged",
+                    declared as f64 / rate,
+                    held as f64 / rate
+                ),
+            });
+        }
+        out.extend(self.too_short(samples));
+        out
+    }
+
+    /// A `too_short` warning when `samples` (at the model's rate) are under
+    /// [`MIN_RELIABLE_SECONDS`].
+    fn too_short(&self, samples: u64) -> Option<Warning> {
+        let seconds = samples as f64 / f64::from(self.extractor.config().sample_rate);
+        (seconds < MIN_RELIABLE_SECONDS).then(|| Warning {
+            code: "too_short".into(),
+            message: format!(
+                "only {seconds:.3} s of audio; verdicts on less than {MIN_RELIABLE_SECONDS} s \
+                 are unreliable"
+            ),
+        })
     }
 }

@@ -72,6 +72,17 @@ impl Spectrogram {
     }
 }
 
+/// Something about the input that makes a verdict less trustworthy, said beside it rather than
+/// hidden: the verdict is still given, and the caller decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Warning {
+    /// Stable code: `truncated` (the file holds less audio than its header declares) or
+    /// `too_short` (less audio than the model can judge reliably).
+    pub code: String,
+    /// What was found, with the numbers.
+    pub message: String,
+}
+
 /// Judgement of one audio file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Verdict {
@@ -99,6 +110,9 @@ pub struct Verdict {
     /// Request id (set by the HTTP server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Reasons to trust this verdict less (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
     /// The log-mel the network saw (HTTP `POST /predict?include=spectrogram` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spectrogram: Option<Spectrogram>,
@@ -149,6 +163,7 @@ impl Verdict {
                 chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             ),
             request_id: None,
+            warnings: Vec::new(),
             spectrogram: None,
         }
     }

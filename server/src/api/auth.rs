@@ -4,7 +4,8 @@
 //! `/ready`, `/metrics`, the OIP health routes, and the static web page and API description
 //! (they hold no data; the page asks for the key before calling the API). Everything else needs
 //! `Authorization: Bearer <key>` or `X-API-Key: <key>`; a missing or wrong key is a 401 in the
-//! usual error shape. Keys are compared in constant time.
+//! usual error shape. Keys are compared in constant time. `/health` stays open but, with a key
+//! configured, tells a caller without it only that the process is alive and whether it is ready.
 
 use std::sync::Arc;
 
@@ -54,6 +55,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
     }
     diff == 0
+}
+
+/// Whether a request may see operational detail: no key is configured, or it presents the key.
+/// `/health` answers everyone, but only these callers see the registry URI and raw errors.
+pub fn is_trusted(state: &AppState, headers: &HeaderMap) -> bool {
+    match state.api_key.as_deref() {
+        None => true,
+        Some(expected) => presented_key(headers)
+            .is_some_and(|k| constant_time_eq(k.as_bytes(), expected.as_bytes())),
+    }
 }
 
 /// Middleware: lets a request through when no key is configured, the path is open, or the

@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::metrics::Limit;
+
 /// An error as the API reports it: status, stable code, human message.
 #[derive(Debug)]
 pub struct ApiError {
@@ -16,6 +18,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (sent as `Retry-After`).
     pub retry_after: Option<u32>,
+    /// The safety limit that refused the request, counted by the metrics middleware.
+    pub limit: Option<Limit>,
 }
 
 impl ApiError {
@@ -31,7 +35,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            limit: None,
         }
+    }
+
+    /// Marks the refusal as a safety limit's, so `auralguard_limit_rejections_total` counts it.
+    pub fn because(mut self, limit: Limit) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
     /// 503: the network's queue is full.
@@ -63,11 +74,16 @@ impl From<crate::Error> for ApiError {
             E::CorruptAudio { .. }
             | E::EmptyAudio { .. }
             | E::NonFiniteSamples { .. }
-            | E::TooLong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | E::TooLong { .. }
+            | E::UnsupportedSampleRate { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             E::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self::new(status, e.code(), e.to_string())
+        let limit = matches!(e, E::UnsupportedSampleRate { .. }).then_some(Limit::SampleRate);
+        Self {
+            limit,
+            ..Self::new(status, e.code(), e.to_string())
+        }
     }
 }
 
@@ -75,6 +91,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut resp = (self.status, Json(body)).into_response();
+        if let Some(limit) = self.limit {
+            resp.extensions_mut().insert(limit);
+        }
         if let Some(s) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));

@@ -49,6 +49,51 @@ pub struct Metrics {
     /// MLflow could not be reached or said it was overloaded (only exported when serving a
     /// `models:/NAME@ALIAS`): an alert on it means "MLflow is down", not "misconfigured".
     pub model_registry_up: IntGauge,
+    /// Requests refused by a safety limit, by limit (see [`Limit`]): a rising count is an
+    /// attack or a misconfigured client, never the model.
+    pub limit_rejections: IntCounterVec,
+}
+
+/// The safety limits a request can hit, as `limit` label values of
+/// `auralguard_limit_rejections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A tensor shape that overflows, is zero, or exceeds the model's input or the batch bound.
+    TensorShape,
+    /// A sample rate outside the accepted range.
+    SampleRate,
+    /// A file name, request id or multipart header longer than allowed.
+    NameLength,
+    /// Non-finite values in a tensor.
+    NonFinite,
+    /// A client too slow to send its headers or body.
+    SlowClient,
+    /// A connection beyond `--max-connections`.
+    Connections,
+}
+
+impl Limit {
+    /// Every limit, for pre-creating the series so dashboards see zeros.
+    pub const ALL: [Limit; 6] = [
+        Limit::TensorShape,
+        Limit::SampleRate,
+        Limit::NameLength,
+        Limit::NonFinite,
+        Limit::SlowClient,
+        Limit::Connections,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::TensorShape => "tensor_shape",
+            Limit::SampleRate => "sample_rate",
+            Limit::NameLength => "name_length",
+            Limit::NonFinite => "non_finite",
+            Limit::SlowClient => "slow_client",
+            Limit::Connections => "connections",
+        }
+    }
 }
 
 impl Metrics {
@@ -163,6 +208,17 @@ impl Metrics {
             "auralguard_model_registry_up",
             "1 when the last check of the served model alias reached MLflow, else 0.",
         )?;
+        let limit_rejections = IntCounterVec::new(
+            Opts::new(
+                "auralguard_limit_rejections_total",
+                "Requests refused by a safety limit, by limit.",
+            ),
+            &["limit"],
+        )?;
+        for limit in Limit::ALL {
+            limit_rejections.with_label_values(&[limit.label()]);
+        }
+        registry.register(Box::new(limit_rejections.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -192,6 +248,7 @@ impl Metrics {
             queue_windows,
             model_updates,
             model_registry_up,
+            limit_rejections,
         })
     }
 
@@ -218,6 +275,13 @@ impl Metrics {
                 &manifest.architecture.name,
             ])
             .set(1);
+    }
+
+    /// Counts one refusal by `limit`.
+    pub fn rejected(&self, limit: Limit) {
+        self.limit_rejections
+            .with_label_values(&[limit.label()])
+            .inc();
     }
 
     /// The text exposition format.

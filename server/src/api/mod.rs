@@ -17,6 +17,7 @@ pub mod error;
 pub mod metrics;
 pub mod model_watch;
 pub mod oip;
+pub mod oip_tensor;
 pub mod openapi;
 pub mod routes;
 pub mod schema;
@@ -43,6 +44,9 @@ pub struct Limits {
     pub max_concurrent: usize,
     /// Wall-clock budget of one prediction.
     pub request_timeout: Duration,
+    /// Most windows one OIP `log_mel` tensor may carry (the inference queue's size: a bigger
+    /// one could never be queued fairly).
+    pub max_tensor_windows: usize,
 }
 
 /// Everything the handlers share, built once at start-up.

@@ -9,41 +9,31 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::oip_tensor::{self, InferRequest, Input, InputBounds};
 use super::schema::{ErrorBody, Ready};
 use super::AppState;
 
-/// One input or output tensor.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// One output tensor.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Tensor {
-    /// Tensor name: `waveform` or `log_mel` in, `fake_probability` or
-    /// `window_fake_probability` out.
+    /// `fake_probability` or `window_fake_probability`.
     pub name: String,
-    /// Shape (`-1` never appears in requests).
+    /// Shape.
     pub shape: Vec<i64>,
-    /// Element type; only `FP32` is accepted.
+    /// Element type: `FP32`.
     #[schema(example = "FP32")]
     pub datatype: String,
-    /// Row-major values (nested arrays are flattened).
-    #[schema(value_type = Vec<f32>)]
-    pub data: serde_json::Value,
-}
-
-/// An inference request.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct InferRequest {
-    /// Echoed back.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Exactly one input tensor.
-    pub inputs: Vec<Tensor>,
+    /// Values.
+    pub data: Vec<f32>,
 }
 
 /// An inference response.
@@ -109,7 +99,7 @@ fn output(name: &str, data: Vec<f32>) -> Tensor {
         name: name.into(),
         shape: vec![data.len() as i64],
         datatype: "FP32".into(),
-        data: serde_json::Value::from(data),
+        data,
     }
 }
 
@@ -238,24 +228,6 @@ pub async fn model_metadata(
     }))
 }
 
-/// Flattens `data` (flat or nested arrays of numbers) into `out`.
-fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> Result<(), ApiError> {
-    match v {
-        serde_json::Value::Array(items) => items.iter().try_for_each(|i| flatten(i, out)),
-        serde_json::Value::Number(n) => {
-            let x = n
-                .as_f64()
-                .ok_or_else(|| ApiError::bad_request("bad_tensor", "bad number"))?;
-            out.push(x as f32);
-            Ok(())
-        }
-        _ => Err(ApiError::bad_request(
-            "bad_tensor",
-            "tensor data must be an array of numbers",
-        )),
-    }
-}
-
 /// Inference: a mono 16 kHz waveform (`waveform`, FP32 `[1, N]`), windowed like an upload, or
 /// ready log-mels (`log_mel`, FP32 `[B, 128, 469]`) for the network alone.
 #[utoipa::path(
@@ -277,62 +249,44 @@ fn flatten(v: &serde_json::Value, out: &mut Vec<f32>) -> Result<(), ApiError> {
 pub async fn infer(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<InferResponse>, ApiError> {
     check_model(&state, &name)?;
-    let Json(req) = body.map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
-    let [input]: [Tensor; 1] = req.inputs.try_into().map_err(|v: Vec<Tensor>| {
-        ApiError::bad_request(
-            "bad_request",
-            format!("expected exactly one input, got {}", v.len()),
-        )
-    })?;
-    if input.datatype != "FP32" {
-        return Err(ApiError::bad_request(
-            "bad_tensor",
-            format!(
-                "input '{}' must be FP32, got {}",
-                input.name, input.datatype
-            ),
-        ));
-    }
-    let mut data = Vec::new();
-    flatten(&input.data, &mut data)?;
-    let dims: Vec<usize> = input
-        .shape
-        .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<Result<_, _>>()
-        .map_err(|_| ApiError::bad_request("bad_tensor", "shape entries must be non-negative"))?;
-    if dims.iter().product::<usize>() != data.len() {
-        return Err(ApiError::bad_request(
-            "bad_tensor",
-            format!(
-                "shape {:?} needs {} values, got {}",
-                dims,
-                dims.iter().product::<usize>(),
-                data.len()
-            ),
-        ));
-    }
+    // The body is in (bounded by --max-upload-mb) before a permit is taken, so a slow sender
+    // never holds one; parsing and validation then run on the blocking pool under the permit.
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
     let Ok(permit) = state.permits.clone().try_acquire_owned() else {
         state.metrics.overloaded.inc();
         return Err(ApiError::overloaded(state.limits.max_concurrent));
     };
     let serving = state.slot.get();
     let detector = serving.detector.clone();
-    let (mels, frames) = detector.model().manifest.input_shape();
+    let (rows, columns) = detector.model().manifest.input_shape();
+    let rate = detector.extractor().config().sample_rate as f64;
+    let bounds = InputBounds {
+        rows,
+        columns,
+        max_batch: state.limits.max_tensor_windows,
+        max_samples: (state.limits.max_audio_seconds * rate).floor() as usize,
+    };
     let internal = |e: tokio::task::JoinError| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     };
-    let outputs = match (input.name.as_str(), dims.as_slice()) {
-        ("waveform", [1, _]) => {
-            let prepared = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                detector.prepare_waveform("waveform", &data)
-            })
-            .await
-            .map_err(internal)??;
+    let (id, job) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let parsed = oip_tensor::parse(&body, &bounds)?;
+        let job = match parsed.input {
+            Input::Waveform(samples) => {
+                Job::Waveform(detector.prepare_waveform("waveform", samples)?)
+            }
+            Input::Features { batch, data } => Job::Features { batch, data },
+        };
+        Ok::<_, ApiError>((parsed.id, job))
+    })
+    .await
+    .map_err(internal)??;
+    let outputs = match job {
+        Job::Waveform(prepared) => {
             let windows = prepared.layout.windows();
             let scores = serving
                 .score(&state.metrics, prepared.features, windows)
@@ -345,27 +299,31 @@ pub async fn infer(
                 output("window_fake_probability", scores),
             ]
         }
-        ("log_mel", [b, m, f]) if (*m, *f) == (mels, frames) && *b > 0 => {
-            let n = *b;
-            drop(permit);
-            let p = serving.score(&state.metrics, data, n).await?;
+        Job::Features { batch, data } => {
+            let p = serving.score(&state.metrics, data, batch).await?;
+            if p.iter().any(|v| !v.is_finite()) {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "inference_failed",
+                    "the network produced a non-finite score; no answer is given",
+                ));
+            }
             vec![output("fake_probability", p)]
-        }
-        (name, shape) => {
-            return Err(ApiError::bad_request(
-                "bad_tensor",
-                format!(
-                    "unsupported input '{name}' with shape {shape:?}: send 'waveform' [1, N] or \
-                     'log_mel' [B, {mels}, {frames}]"
-                ),
-            ))
         }
     };
     let m = &serving.detector.model().manifest;
     Ok(Json(InferResponse {
         model_name: m.name.clone(),
         model_version: m.version.clone(),
-        id: req.id,
+        id,
         outputs,
     }))
+}
+
+/// What a parsed request asks of the network.
+enum Job {
+    /// A waveform, windowed and featurised.
+    Waveform(crate::pipeline::PreparedAudio),
+    /// Features sent ready.
+    Features { batch: usize, data: Vec<f32> },
 }

@@ -111,6 +111,9 @@ async fn record(State(state): State<Arc<AppState>>, mut req: Request, next: Next
     m.requests
         .with_label_values(&[&route, resp.status().as_str()])
         .inc();
+    if let Some(&limit) = resp.extensions().get::<super::metrics::Limit>() {
+        m.rejected(limit);
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
@@ -126,14 +129,27 @@ async fn record(State(state): State<Arc<AppState>>, mut req: Request, next: Next
 }
 
 /// Liveness plus what an operator wants to see at a glance.
+///
+/// Open to everyone, as probes need; when the server has an API key, a caller without it gets
+/// only `status`, `ready` and `version` (the model, registry URI and store state are operational
+/// detail an attacker should not read).
 #[utoipa::path(
     get,
     path = "/health",
     tag = "operations",
     security(()),
-    responses((status = 200, description = "The process is alive", body = Health))
+    responses((status = 200, description = "The process is alive (details only with the key, when one is set)", body = Health))
 )]
-async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+async fn health(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    let ready = state.ready.load(Ordering::Acquire);
+    if !super::auth::is_trusted(&state, &headers) {
+        return Json(serde_json::json!({
+            "status": "healthy",
+            "ready": ready,
+            "version": env!("CARGO_PKG_VERSION"),
+        }))
+        .into_response();
+    }
     let serving = state.slot.get();
     let m = &serving.detector.model().manifest;
     Json(Health {
@@ -145,7 +161,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
             registry: state.registry_status.as_ref().map(|w| w.snapshot()),
         },
         device: state.device.clone(),
-        ready: state.ready.load(Ordering::Acquire),
+        ready,
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         in_flight: state.metrics.in_flight.get(),
         queued_windows: serving.queued_windows(),
@@ -160,6 +176,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
         ),
         version: env!("CARGO_PKG_VERSION"),
     })
+    .into_response()
 }
 
 /// 200 once the model is loaded and warm, 503 before.
@@ -239,7 +256,7 @@ async fn read_audio(
             if field.name() != Some("audio") {
                 continue;
             }
-            let name = field.file_name().unwrap_or(DEFAULT_NAME).to_string();
+            let name = checked_name(field.file_name().unwrap_or(DEFAULT_NAME))?;
             let data = field
                 .bytes()
                 .await
@@ -266,12 +283,32 @@ async fn read_audio(
             ),
         ));
     }
-    let name =
-        raw_name.unwrap_or_else(|| format!("{DEFAULT_NAME}.{}", extension_for(&content_type)));
+    let name = match raw_name {
+        Some(n) => checked_name(&n)?,
+        None => format!("{DEFAULT_NAME}.{}", extension_for(&content_type)),
+    };
     let body = Bytes::from_request(req, &())
         .await
         .map_err(|e| upload_error(e.status(), e.body_text()))?;
     Ok((name, body.to_vec()))
+}
+
+/// Longest upload name accepted: names are stored, echoed and logged with every prediction.
+pub const MAX_FILENAME_BYTES: usize = 255;
+
+/// An upload's name, if it is one a file system could hold: at most 255 bytes, no control
+/// characters (they would forge log lines and terminal output).
+fn checked_name(name: &str) -> Result<String, ApiError> {
+    if name.len() > MAX_FILENAME_BYTES || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "bad_filename",
+            format!(
+                "the file name must be at most {MAX_FILENAME_BYTES} bytes without control characters"
+            ),
+        )
+        .because(super::metrics::Limit::NameLength));
+    }
+    Ok(name.to_string())
 }
 
 /// A file extension symphonia can use as a hint for a raw body's Content-Type.

@@ -3,11 +3,13 @@
 //! Every failure is classified into the crate's typed errors so a caller can tell "not audio"
 //! ([`Error::UnsupportedFormat`]) from "damaged audio" ([`Error::CorruptAudio`]) from "no sound at
 //! all" ([`Error::EmptyAudio`]). Samples are produced packet by packet; the decoder never holds
-//! the whole file.
+//! the whole file. Non-finite samples are refused and the rest clamped to full scale, so what
+//! reaches the front-end is always a finite signal in −1..1 (see [`super::clamp_full_scale`]).
 
 use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
@@ -31,6 +33,25 @@ pub enum AudioSource {
     },
 }
 
+/// An upload shared between the demuxer and the re-pack fallback without a copy.
+#[derive(Clone)]
+struct Shared(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Whether the file at `path` starts like a RIFF/WAVE file (reads 12 bytes).
+fn is_wave_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| super::riff::is_wave(&head))
+}
+
 /// Largest number of consecutive undecodable packets tolerated before the file is declared corrupt.
 ///
 /// Players skip a damaged packet or two; a stream that is mostly garbage must not be judged.
@@ -48,6 +69,7 @@ pub struct MonoDecoder {
     /// Mono samples of the first packet, decoded during `open` to learn rate and channel count.
     pending: Vec<f32>,
     samples_decoded: u64,
+    declared_frames: Option<u64>,
     ended: bool,
 }
 
@@ -58,18 +80,49 @@ impl MonoDecoder {
     }
 
     /// Opens any [`AudioSource`].
+    ///
+    /// A WAV file the demuxer refuses for its chunk layout is re-packed (see [`super::riff`])
+    /// and opened again, so a legal file with its chunks in an unusual order still decodes.
     pub fn from_source(source: AudioSource) -> Result<Self> {
-        let (name, media, len): (PathBuf, Box<dyn MediaSource>, u64) = match source {
-            AudioSource::File(path) => {
-                let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-                let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-                (path, Box::new(file), len)
+        let (name, media, len, bytes): (PathBuf, Box<dyn MediaSource>, u64, Option<Shared>) =
+            match source {
+                AudioSource::File(path) => {
+                    let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                    let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+                    (path, Box::new(file), len, None)
+                }
+                AudioSource::Bytes { name, data } => {
+                    let shared = Shared(Arc::new(data));
+                    let len = shared.0.len() as u64;
+                    let media = Box::new(Cursor::new(shared.clone()));
+                    (PathBuf::from(name), media, len, Some(shared))
+                }
+            };
+        match Self::open_media(name.clone(), media, len) {
+            Err(e @ (Error::CorruptAudio { .. } | Error::UnsupportedFormat { .. })) => {
+                let original = match &bytes {
+                    Some(b) => b.0.clone(),
+                    None if is_wave_file(&name) => {
+                        Arc::new(std::fs::read(&name).map_err(|io| Error::io(&name, io))?)
+                    }
+                    None => return Err(e),
+                };
+                let Some(repacked) = super::riff::repack(&original) else {
+                    return Err(e);
+                };
+                drop(bytes);
+                let len = repacked.wav.len() as u64;
+                let mut this = Self::open_media(name, Box::new(Cursor::new(repacked.wav)), len)
+                    .map_err(|_| e)?;
+                this.declared_frames = Some(repacked.declared_frames);
+                Ok(this)
             }
-            AudioSource::Bytes { name, data } => {
-                let len = data.len() as u64;
-                (PathBuf::from(name), Box::new(Cursor::new(data)), len)
-            }
-        };
+            other => other,
+        }
+    }
+
+    /// Probes `media` and decodes up to its first audible packet.
+    fn open_media(name: PathBuf, media: Box<dyn MediaSource>, len: u64) -> Result<Self> {
         if len == 0 {
             return Err(Error::EmptyAudio { path: name });
         }
@@ -94,6 +147,7 @@ impl MonoDecoder {
                     reason: "the container has no audio track".into(),
                 })?;
         let track_id = track.id;
+        let declared_frames = track.num_frames;
         let params = track
             .codec_params
             .as_ref()
@@ -118,6 +172,7 @@ impl MonoDecoder {
             interleaved: Vec::new(),
             pending: Vec::new(),
             samples_decoded: 0,
+            declared_frames,
             ended: false,
         };
         // Decode up to the first audible packet so rate and channel count are known up front.
@@ -148,6 +203,12 @@ impl MonoDecoder {
     /// Mono samples produced so far.
     pub fn samples_decoded(&self) -> u64 {
         self.samples_decoded
+    }
+
+    /// Frames the container declares for the track, when it does (WAV's `data` length, FLAC's
+    /// stream info); compared with what was decoded to detect a truncated file.
+    pub fn declared_frames(&self) -> Option<u64> {
+        self.declared_frames
     }
 
     /// Appends the next packet's worth of mono samples to `out`; returns `false` at end of stream.
@@ -199,10 +260,12 @@ impl MonoDecoder {
             let channels = spec.channels().count().max(1);
             let rate = spec.rate();
             if self.sample_rate == 0 {
-                if rate == 0 {
-                    return Err(Error::CorruptAudio {
+                if !(super::MIN_SOURCE_RATE_HZ..=super::MAX_SOURCE_RATE_HZ).contains(&rate) {
+                    return Err(Error::UnsupportedSampleRate {
                         path: self.source.clone(),
-                        reason: "the stream declares a sample rate of 0 Hz".into(),
+                        hz: rate,
+                        min: super::MIN_SOURCE_RATE_HZ,
+                        max: super::MAX_SOURCE_RATE_HZ,
                     });
                 }
                 self.sample_rate = rate;
@@ -226,6 +289,7 @@ impl MonoDecoder {
                     first_at: self.samples_decoded + pos as u64,
                 });
             }
+            super::clamp_full_scale(&mut out[start..]);
             self.samples_decoded += (out.len() - start) as u64;
             return Ok(true);
         }

@@ -11,6 +11,7 @@
 
 pub mod decode;
 pub mod resample;
+pub mod riff;
 pub mod wav;
 pub mod window;
 
@@ -22,8 +23,27 @@ pub use window::{Window, WindowConfig, Windower};
 
 use crate::error::Result;
 
+/// Lowest source sample rate accepted: below telephone band nothing speech-like survives.
+pub const MIN_SOURCE_RATE_HZ: u32 = 2_000;
+
+/// Highest source sample rate accepted: 768 kHz is the highest rate audio hardware records at.
+/// Refusing the rest before a resampler exists is what stops a forged header from asking for
+/// gigabytes (the resampler's plan grows with the rate).
+pub const MAX_SOURCE_RATE_HZ: u32 = 768_000;
+
 /// Sample rate every model in this crate consumes.
 pub const MODEL_SAMPLE_RATE: u32 = 16_000;
+
+/// Clamps samples to full scale (−1..1).
+///
+/// Integer PCM cannot exceed it; float formats can, and the log-mel's dB reference is a
+/// window's loudest bin, so a single huge sample (a click, or a hostile file) would otherwise
+/// push the whole window's spectrum towards the floor and move its score.
+pub fn clamp_full_scale(samples: &mut [f32]) {
+    for s in samples {
+        *s = s.clamp(-1.0, 1.0);
+    }
+}
 
 /// Iterator-like stream of model-ready windows of one audio source.
 ///
@@ -78,6 +98,17 @@ impl AudioWindows {
     /// Number of samples at the target rate seen so far (the full length once exhausted).
     pub fn samples_seen(&self) -> u64 {
         self.windower.samples_seen()
+    }
+
+    /// Frames the container declared and frames it held, at the source rate, when the file
+    /// turned out shorter than declared by more than 2 % and a tenth of a second (a cut-off
+    /// download or upload). Meaningful once the stream is exhausted.
+    pub fn truncation(&self) -> Option<(u64, u64)> {
+        let declared = self.decoder.declared_frames()?;
+        let held = self.decoder.samples_decoded();
+        let short_by = declared.saturating_sub(held);
+        let tenth = u64::from(self.decoder.sample_rate() / 10);
+        (short_by * 50 > declared && short_by > tenth).then_some((declared, held))
     }
 
     /// Next window, or `None` after the last one.

@@ -50,11 +50,16 @@ impl StreamResampler {
         let inner = if from_hz == to_hz {
             None
         } else {
+            // rubato's FFT length is a multiple of `from / gcd(from, to)`; for an odd rate that
+            // alone can exceed a sub-chunk, so fewer sub-chunks keep a call's buffers near
+            // `max(CHUNK_FRAMES, from / gcd)` frames (≤ 768 k at the highest accepted rate).
+            let step = from_hz as usize / num_integer_gcd(from_hz as usize, to_hz as usize);
+            let sub_chunks = (CHUNK_FRAMES / step.max(SUB_CHUNK_FRAMES)).max(1);
             let resampler = Fft::<f32>::new_custom(
                 from_hz as usize,
                 to_hz as usize,
                 CHUNK_FRAMES,
-                CHUNK_FRAMES / SUB_CHUNK_FRAMES,
+                sub_chunks,
                 1,
                 WindowFunction::BlackmanHarris2,
                 FixedSync::Input,
@@ -170,6 +175,14 @@ impl StreamResampler {
     }
 }
 
+/// Greatest common divisor (Euclid).
+fn num_integer_gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +252,20 @@ mod tests {
             .unwrap();
         assert!(best < 2e-3, "residual {best} at shift {best_shift}");
         assert!(best_shift.abs() <= 0.5, "shift {best_shift}");
+    }
+
+    #[test]
+    fn the_oddest_accepted_rate_resamples_quickly_with_bounded_buffers() {
+        // 767 999 Hz is prime: gcd(767 999, 16 000) = 1, the worst plan an accepted rate gets.
+        let from = 767_999;
+        let t0 = std::time::Instant::now();
+        let x = vec![0.1f32; from as usize];
+        let y = resample_all(&x, from, 16_000, 100_000);
+        assert_eq!(y.len(), 16_000);
+        assert!(t0.elapsed().as_secs_f64() < 5.0, "{:?}", t0.elapsed());
+        let r = StreamResampler::new(from, 16_000).unwrap();
+        let inner = r.inner.as_ref().unwrap();
+        assert!(inner.resampler.input_frames_max() <= 2 * from as usize);
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub struct ServeArgs {
     pub max_batch_delay_ms: f64,
 
     /// Windows (15 s each) allowed to wait for the network; beyond it requests get 503 with
-    /// Retry-After. Bounds the queue's memory at about 240 kB per window.
+    /// Retry-After. Bounds the queue's memory at about 240 kB per window, and is also the most
+    /// windows one OIP `log_mel` tensor may carry (more: 400).
     #[arg(long, env = "AURALGUARD_MAX_QUEUE_WINDOWS", default_value_t = 256)]
     pub max_queue_windows: usize,
 
@@ -221,6 +222,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_audio_seconds: args.max_audio_seconds,
             max_concurrent: args.max_concurrent,
             request_timeout,
+            max_tensor_windows: args.max_queue_windows,
         },
         device: args.model.device.clone(),
         store,

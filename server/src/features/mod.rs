@@ -119,17 +119,27 @@ impl FeatureConfig {
                 "the whisper front-end runs at 16000 Hz with n_fft 400 and hop_length 160",
             );
         }
-        if self.sample_rate == 0 {
-            return bad("sample_rate", "must be positive");
+        // Upper bounds too: a manifest may come from a registry, and every size here is
+        // allocated per window and per batch slot.
+        if !(4_000..=96_000).contains(&self.sample_rate) {
+            return bad("sample_rate", "must be between 4000 and 96000 Hz");
         }
-        if self.n_fft < 2 || !self.n_fft.is_multiple_of(2) {
-            return bad("n_fft", "must be an even number ≥ 2");
+        if self.n_fft < 2 || !self.n_fft.is_multiple_of(2) || self.n_fft > 16_384 {
+            return bad("n_fft", "must be an even number from 2 to 16384");
         }
-        if self.hop_length == 0 {
-            return bad("hop_length", "must be positive");
+        if self.hop_length == 0 || self.hop_length > self.n_fft {
+            return bad("hop_length", "must be between 1 and n_fft");
         }
-        if self.n_mels == 0 {
-            return bad("n_mels", "must be positive");
+        if self.n_mels == 0 || self.n_mels > 1024 {
+            return bad("n_mels", "must be between 1 and 1024");
+        }
+        if let Some(e) = &self.encoder {
+            if e.layers == 0 || e.layers > 64 || e.d_model == 0 || e.d_model > 4096 {
+                return bad(
+                    "encoder",
+                    "layers must be between 1 and 64 and d_model between 1 and 4096",
+                );
+            }
         }
         if !(self.fmin >= 0.0
             && self.fmax > self.fmin

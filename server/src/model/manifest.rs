@@ -75,6 +75,20 @@ impl WindowSpec {
     }
 }
 
+/// Longest name, version or label (they appear in every verdict, metric and log line).
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Longest window: the networks are trained on seconds, and a window is held in memory per
+/// batch slot, so a forged `window.seconds: 1e6` must be refused, not allocated.
+pub const MAX_WINDOW_SECONDS: f64 = 60.0;
+
+/// Most values of one window's network input (4 M: 16 MB a window; the shipped models use
+/// 60 k).
+pub const MAX_INPUT_VALUES: usize = 1 << 22;
+
+/// Largest manifest file read.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 /// The parsed `auralguard.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +125,12 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates a manifest file.
     pub fn load(path: &Path) -> Result<Self> {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_MANIFEST_BYTES) {
+            return Err(Error::manifest(
+                path,
+                format!("larger than {MAX_MANIFEST_BYTES} bytes"),
+            ));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 Error::manifest(path, format!("{MANIFEST_FILE} not found"))
@@ -142,6 +162,31 @@ impl Manifest {
         if self.name.trim().is_empty() {
             return Err(Error::manifest(path, "name: must not be empty"));
         }
+        for (field, value) in [
+            ("name", &self.name),
+            ("version", &self.version),
+            ("labels[0]", &self.labels[0]),
+            ("labels[1]", &self.labels[1]),
+        ] {
+            if value.len() > MAX_NAME_BYTES || value.chars().any(char::is_control) {
+                return Err(Error::manifest(
+                    path,
+                    format!("{field}: at most {MAX_NAME_BYTES} bytes, no control characters"),
+                ));
+            }
+        }
+        if !(self.window.seconds > 0.0 && self.window.seconds <= MAX_WINDOW_SECONDS) {
+            return Err(Error::manifest(
+                path,
+                format!("window.seconds: must be in (0, {MAX_WINDOW_SECONDS}]"),
+            ));
+        }
+        if !(self.window.hop_seconds > 0.0 && self.window.hop_seconds <= self.window.seconds) {
+            return Err(Error::manifest(
+                path,
+                "window.hop_seconds: must be in (0, window.seconds]",
+            ));
+        }
         if self.labels[0] == self.labels[1] || self.labels.iter().any(|l| l.is_empty()) {
             return Err(Error::manifest(
                 path,
@@ -157,6 +202,16 @@ impl Manifest {
         self.window
             .to_config(self.features.sample_rate)
             .map_err(|e| Error::manifest(path, format!("window: {e}")))?;
+        let (rows, columns) = self.input_shape();
+        if rows.saturating_mul(columns) > MAX_INPUT_VALUES {
+            return Err(Error::manifest(
+                path,
+                format!(
+                    "features and window give a {rows}×{columns} network input; at most \
+                     {MAX_INPUT_VALUES} values are allowed"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -256,5 +311,33 @@ pub(crate) mod tests {
         let m = sample();
         assert_eq!(m.label_for(0.5), "fake");
         assert_eq!(m.label_for(0.49), "real");
+    }
+
+    #[test]
+    fn absurd_sizes_from_a_registry_are_refused_before_anything_is_allocated() {
+        let cases: [(&str, serde_json::Value, &str); 8] = [
+            ("/window/seconds", serde_json::json!(1e6), "window.seconds"),
+            ("/window/hop_seconds", serde_json::json!(1e-9), "window"),
+            ("/features/n_fft", serde_json::json!(1 << 30), "n_fft"),
+            ("/features/n_mels", serde_json::json!(100_000), "n_mels"),
+            (
+                "/features/sample_rate",
+                serde_json::json!(4_294_967_295u64),
+                "sample_rate",
+            ),
+            (
+                "/features/hop_length",
+                serde_json::json!(1),
+                "network input",
+            ),
+            ("/name", serde_json::json!("n".repeat(8 << 20)), "name"),
+            ("/labels/1", serde_json::json!("fake\u{1b}[2J"), "labels[1]"),
+        ];
+        for (pointer, value, field) in cases {
+            let mut v = serde_json::to_value(sample()).unwrap();
+            *v.pointer_mut(pointer).unwrap() = value;
+            let e = Manifest::parse(&v.to_string(), Path::new("p")).unwrap_err();
+            assert!(e.to_string().contains(field), "{pointer}: {e}");
+        }
     }
 }

@@ -18,6 +18,72 @@ use crate::error::{Error, Result};
 /// File name of the weights inside a package.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
+/// Largest safetensors header read (the JSON index of a package's tensors is a few kB).
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// Checks a safetensors file's header against the architecture's parameters: every name,
+/// shape and dtype, nothing extra, and a file exactly as long as the header says, reading only
+/// the header. What a version from the registry asks to allocate is then known and bounded
+/// before a byte of weights is read.
+pub fn check_weights_header(path: &Path, specs: &[arch::ParamSpec]) -> Result<()> {
+    use std::io::Read;
+    let bad = |why: String| Error::weights(path, why);
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| bad("shorter than a safetensors header".into()))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
+        return Err(bad(format!(
+            "a safetensors header of {header_len} bytes is not plausible"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| Error::io(path, e))?;
+    let index: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("unreadable safetensors header: {e}")))?;
+    let mut data_end = 0u64;
+    for (name, entry) in &index {
+        if name == "__metadata__" {
+            continue;
+        }
+        let Some(spec) = specs.iter().find(|s| &s.name == name) else {
+            return Err(bad(format!(
+                "unexpected tensor '{name}' (written for another architecture?)"
+            )));
+        };
+        let shape: Option<Vec<usize>> = entry["shape"]
+            .as_array()
+            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
+        if shape.as_deref() != Some(spec.shape.as_slice()) {
+            return Err(bad(format!(
+                "tensor '{name}' has shape {}, expected {:?}",
+                entry["shape"], spec.shape
+            )));
+        }
+        if entry["dtype"] != "F32" {
+            return Err(bad(format!(
+                "tensor '{name}' is {}, expected f32",
+                entry["dtype"]
+            )));
+        }
+        let end = entry["data_offsets"][1].as_u64().unwrap_or(u64::MAX);
+        data_end = data_end.max(end);
+    }
+    if let Some(missing) = specs.iter().find(|s| !index.contains_key(&s.name)) {
+        return Err(bad(format!("tensor '{}' is missing", missing.name)));
+    }
+    if data_end.checked_add(8 + header_len) != Some(file_len) {
+        return Err(bad(format!(
+            "the header describes {data_end} bytes of tensors but the file holds {}",
+            file_len - 8 - header_len
+        )));
+    }
+    Ok(())
+}
+
 /// A model package on disk whose manifest has been read and validated.
 #[derive(Debug, Clone)]
 pub struct ModelPackage {
@@ -97,11 +163,13 @@ impl ModelPackage {
         if !path.is_file() {
             return Err(Error::weights(&path, "file not found"));
         }
-        let weights = candle_core::safetensors::load(&path, device)
-            .map_err(|e| Error::weights(&path, e.to_string()))?;
         let arch = arch::lookup(&self.manifest.architecture.name)?;
         let (n_mels, frames) = self.input_shape();
         let specs = arch.params(n_mels, frames)?;
+        // The header alone says what the file holds: refuse a wrong one before reading gigabytes.
+        check_weights_header(&path, &specs)?;
+        let weights = candle_core::safetensors::load(&path, device)
+            .map_err(|e| Error::weights(&path, e.to_string()))?;
         // Validate against the real file name first so messages point at it.
         arch::take_params(weights.clone(), &specs, &path)?;
         let classifier = arch.build(weights, n_mels, frames, device)?;

@@ -1,0 +1,171 @@
+//! A lenient RIFF/WAVE re-packer: the fallback for WAV files whose chunk layout the demuxer
+//! refuses although their audio is intact.
+//!
+//! Recorders and editors write `LIST`, `JUNK`, `bext`, `cue ` and vendor chunks in any order,
+//! and some get the details wrong (an odd-sized chunk without its pad byte, a `LIST` whose
+//! sub-chunks overrun it). Players skip what they do not need; so does this: it walks the
+//! top-level chunks by their sizes, keeps only `fmt ` and `data`, and writes a canonical file
+//! the demuxer reads. Nothing inside the skipped chunks is parsed.
+
+/// Largest `fmt ` chunk accepted (WAVE_FORMAT_EXTENSIBLE is 40 bytes).
+const MAX_FMT_BYTES: usize = 64;
+
+/// Whether `data` starts like a RIFF/WAVE file.
+pub fn is_wave(data: &[u8]) -> bool {
+    data.len() >= 12 && &data[0..4] == b"RIFF" && &data[8..12] == b"WAVE"
+}
+
+/// A re-packed WAV file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repacked {
+    /// The canonical file.
+    pub wav: Vec<u8>,
+    /// Frames the original `data` chunk declared (it may hold fewer: a cut-off file).
+    pub declared_frames: u64,
+}
+
+/// A canonical `RIFF/WAVE` with only the `fmt ` and `data` chunks of `data`, or `None` when
+/// either cannot be found. A `data` chunk that claims more than the file holds keeps what it
+/// holds; what it claimed is reported, so truncation is still detected.
+pub fn repack(data: &[u8]) -> Option<Repacked> {
+    if !is_wave(data) {
+        return None;
+    }
+    let mut fmt: Option<&[u8]> = None;
+    let mut pcm: Option<&[u8]> = None;
+    let mut declared = 0u64;
+    let mut pos = 12usize;
+    while pos + 8 <= data.len() && (fmt.is_none() || pcm.is_none()) {
+        let tag = &data[pos..pos + 4];
+        let size = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]])
+            as usize;
+        let body = pos + 8;
+        let end = body.saturating_add(size).min(data.len());
+        match tag {
+            b"fmt " if (16..=MAX_FMT_BYTES).contains(&size) && body + size <= data.len() => {
+                fmt = Some(&data[body..body + size]);
+            }
+            b"data" => {
+                pcm = Some(&data[body..end]);
+                declared = size as u64;
+            }
+            _ => {}
+        }
+        pos = next_chunk(data, body.saturating_add(size));
+    }
+    let (fmt, pcm) = (fmt?, pcm?);
+    let mut out = Vec::with_capacity(12 + 8 + fmt.len() + 8 + pcm.len() + 1);
+    let riff_len = 4 + 8 + fmt.len() + 8 + pcm.len() + pcm.len() % 2;
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&u32::try_from(riff_len).ok()?.to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&u32::try_from(fmt.len()).ok()?.to_le_bytes());
+    out.extend_from_slice(fmt);
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&u32::try_from(pcm.len()).ok()?.to_le_bytes());
+    out.extend_from_slice(pcm);
+    if pcm.len() % 2 == 1 {
+        out.push(0);
+    }
+    let block_align = u64::from(u16::from_le_bytes([fmt[12], fmt[13]])).max(1);
+    Some(Repacked {
+        wav: out,
+        declared_frames: declared / block_align,
+    })
+}
+
+/// Where the chunk after one ending at `end` starts: after its pad byte when the chunk was
+/// odd-sized and the writer padded it, at `end` when it forgot to.
+fn next_chunk(data: &[u8], end: usize) -> usize {
+    let plausible = |at: usize| {
+        data.get(at..at + 4)
+            .is_some_and(|t| t.iter().all(|b| b.is_ascii_alphanumeric() || *b == b' '))
+    };
+    if end % 2 == 1 && !plausible(end + 1) && plausible(end) {
+        end
+    } else {
+        end + end % 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(tag: &[u8; 4], body: &[u8], pad: bool) -> Vec<u8> {
+        let mut c = tag.to_vec();
+        c.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        c.extend_from_slice(body);
+        if pad && body.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    }
+
+    fn wave(chunks: &[Vec<u8>]) -> Vec<u8> {
+        let body: Vec<u8> = chunks.concat();
+        let mut w = b"RIFF".to_vec();
+        w.extend_from_slice(&(4 + body.len() as u32).to_le_bytes());
+        w.extend_from_slice(b"WAVE");
+        w.extend_from_slice(&body);
+        w
+    }
+
+    const FMT: [u8; 16] = [1, 0, 1, 0, 0x80, 0x3e, 0, 0, 0, 0x7d, 0, 0, 2, 0, 16, 0];
+
+    #[test]
+    fn keeps_fmt_and_data_whatever_comes_before_between_and_after() {
+        let pcm = [1u8, 2, 3, 4];
+        let odd_list = chunk(b"LIST", b"INFOISFT\x05\0\0\0test\0", true);
+        for chunks in [
+            vec![
+                odd_list.clone(),
+                chunk(b"fmt ", &FMT, true),
+                chunk(b"data", &pcm, true),
+            ],
+            vec![
+                chunk(b"fmt ", &FMT, true),
+                odd_list.clone(),
+                chunk(b"data", &pcm, true),
+            ],
+            vec![
+                chunk(b"JUNK", &[0; 28], true),
+                chunk(b"fmt ", &FMT, true),
+                chunk(b"bext", &[0; 3], false),
+                chunk(b"data", &pcm, true),
+            ],
+        ] {
+            let out = repack(&wave(&chunks)).expect("repacked");
+            assert_eq!(
+                out.wav,
+                wave(&[chunk(b"fmt ", &FMT, true), chunk(b"data", &pcm, true)])
+            );
+            assert_eq!(out.declared_frames, 2);
+        }
+    }
+
+    #[test]
+    fn a_data_chunk_claiming_more_than_the_file_keeps_what_is_there() {
+        let mut w = wave(&[chunk(b"fmt ", &FMT, true), chunk(b"data", &[5, 6], true)]);
+        let at = w.len() - 6;
+        w[at..at + 4].copy_from_slice(&1_000_000u32.to_le_bytes());
+        let out = repack(&w).expect("repacked");
+        assert!(out
+            .wav
+            .ends_with(&[b'd', b'a', b't', b'a', 2, 0, 0, 0, 5, 6]));
+        assert_eq!(out.declared_frames, 500_000);
+    }
+
+    #[test]
+    fn files_without_fmt_or_data_or_not_wave_are_left_alone() {
+        assert!(repack(&wave(&[chunk(b"data", &[1, 2], true)])).is_none());
+        assert!(repack(&wave(&[chunk(b"fmt ", &FMT, true)])).is_none());
+        assert!(repack(b"OggS\0\0\0\0\0\0\0\0\0\0").is_none());
+        assert!(repack(b"RIFF").is_none());
+        let huge_fmt = wave(&[
+            chunk(b"fmt ", &[0; 200], true),
+            chunk(b"data", &[1, 2], true),
+        ]);
+        assert!(repack(&huge_fmt).is_none());
+    }
+}
