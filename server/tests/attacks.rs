@@ -376,3 +376,110 @@ fn a_package_with_absurd_sizes_is_refused_with_a_message_not_a_crash() {
     let stderr = predict_fails(dir.path());
     assert!(stderr.contains("invalid model weights"), "{stderr}");
 }
+
+/// The `host:port` a server's base URL names (for raw TCP attacks).
+fn host_port(server: &Server) -> String {
+    server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Finding 4: clients trickling uploads or headers must not starve honest ones. Thirty
+/// connections send a multipart upload one byte every 200 ms and ten send headers the same way;
+/// meanwhile honest requests are all answered 200, the trickling uploads end in 408
+/// `slow_upload`, and the header tricklers are disconnected by the header-read timeout.
+#[test]
+fn slow_clients_do_not_starve_honest_ones() {
+    use std::io::{Read, Write};
+    let mut server = Server::start(&[
+        "--max-concurrent",
+        "2",
+        "--upload-grace-seconds",
+        "1",
+        "--min-upload-bytes-per-second",
+        "1000",
+        "--header-timeout-seconds",
+        "1",
+    ]);
+    let target = host_port(&server);
+    let clip = wav(16_000, false, &fixture_samples("speech_16k_pcm16.wav"));
+    let started = Instant::now();
+    let trickle_uploads: Vec<_> = (0..30)
+        .map(|_| {
+            let target = target.clone();
+            std::thread::spawn(move || -> String {
+                let mut s = std::net::TcpStream::connect(&target).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+                let head = format!(
+                    "POST /predict HTTP/1.1\r\nHost: {target}\r\nContent-Type: audio/wav\r\n\
+                     Content-Length: 100000\r\n\r\n"
+                );
+                s.write_all(head.as_bytes()).expect("headers");
+                for _ in 0..100 {
+                    if s.write_all(b"R").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                    if started.elapsed() > Duration::from_secs(15) {
+                        break;
+                    }
+                }
+                let mut answer = Vec::new();
+                let _ = s.read_to_end(&mut answer);
+                String::from_utf8_lossy(&answer).into_owned()
+            })
+        })
+        .collect();
+    let trickle_headers: Vec<_> = (0..10)
+        .map(|_| {
+            let target = target.clone();
+            std::thread::spawn(move || -> Duration {
+                let t0 = Instant::now();
+                let mut s = std::net::TcpStream::connect(&target).expect("connect");
+                for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "
+                    .iter()
+                    .cycle()
+                    .take(200)
+                {
+                    if s.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                t0.elapsed()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let honest = client();
+    for i in 0..10 {
+        let resp = honest
+            .post(server.url("/predict"))
+            .header("content-type", "audio/wav")
+            .body(clip.clone())
+            .send()
+            .expect("honest request");
+        assert_eq!(
+            resp.status(),
+            200,
+            "honest request {i} while slow clients trickle"
+        );
+    }
+    for t in trickle_uploads {
+        let answer = t.join().expect("trickler");
+        assert!(
+            answer.starts_with("HTTP/1.1 408") && answer.contains("slow_upload"),
+            "a trickled upload must end in 408 slow_upload, got {answer:?}"
+        );
+    }
+    for t in trickle_headers {
+        let held = t.join().expect("header trickler");
+        assert!(
+            held < Duration::from_secs(10),
+            "a header trickler was held {held:?}; the header timeout is 1 s"
+        );
+    }
+    assert_alive_and_counted(&mut server, "slow_client", 30.0);
+}

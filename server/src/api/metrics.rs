@@ -70,17 +70,20 @@ pub enum Limit {
     SlowClient,
     /// A connection beyond `--max-connections`.
     Connections,
+    /// Upload bytes beyond `--max-buffered-upload-mb`, summed over every upload being read.
+    UploadBuffer,
 }
 
 impl Limit {
     /// Every limit, for pre-creating the series so dashboards see zeros.
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 7] = [
         Limit::TensorShape,
         Limit::SampleRate,
         Limit::NameLength,
         Limit::NonFinite,
         Limit::SlowClient,
         Limit::Connections,
+        Limit::UploadBuffer,
     ];
 
     /// The label value.
@@ -92,6 +95,7 @@ impl Limit {
             Limit::NonFinite => "non_finite",
             Limit::SlowClient => "slow_client",
             Limit::Connections => "connections",
+            Limit::UploadBuffer => "upload_buffer",
         }
     }
 }
@@ -279,9 +283,13 @@ impl Metrics {
 
     /// Counts one refusal by `limit`.
     pub fn rejected(&self, limit: Limit) {
-        self.limit_rejections
-            .with_label_values(&[limit.label()])
-            .inc();
+        self.limit_counter(limit).inc();
+    }
+
+    /// The counter of one limit, for code that counts without holding the metrics (the accept
+    /// loop's connection tasks).
+    pub fn limit_counter(&self, limit: Limit) -> prometheus::IntCounter {
+        self.limit_rejections.with_label_values(&[limit.label()])
     }
 
     /// The text exposition format.

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod listener;
 pub mod metrics;
 pub mod model_watch;
 pub mod oip;
@@ -23,6 +24,7 @@ pub mod routes;
 pub mod schema;
 pub mod serve;
 pub mod serving;
+pub mod upload_guard;
 pub mod web;
 
 use std::sync::atomic::AtomicBool;
@@ -71,6 +73,8 @@ pub struct AppState {
     pub store: Option<Arc<dyn crate::store::PredictionStore>>,
     /// Key every non-probe route requires, when set.
     pub api_key: Option<String>,
+    /// Pace and buffer budget of request bodies.
+    pub uploads: upload_guard::UploadGuard,
 }
 
 /// Reads and drops up to `limit` bytes of a body, so that a client still uploading reads a clean

@@ -39,6 +39,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             super::auth::require_api_key,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::upload_guard::guard_uploads,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }
@@ -396,13 +400,8 @@ async fn predict(
             format!("the upload is larger than the {max}-byte limit"),
         ));
     }
-    let Ok(permit) = state.permits.clone().try_acquire_owned() else {
-        state.metrics.overloaded.inc();
-        // Discard the (size-limited) upload without storing it, so the client reads a clean 503
-        // instead of a connection closed under its upload.
-        super::drain(req.into_body(), max).await;
-        return Err(ApiError::overloaded(state.limits.max_concurrent));
-    };
+    // The upload is read before a permit is taken, so a slow upload never holds one; reading
+    // is bounded by the upload guard (minimum rate, shared buffer budget).
     let (name, data) = read_audio(req, query.filename, max).await?;
     if data.is_empty() {
         return Err(ApiError::new(
@@ -411,6 +410,10 @@ async fn predict(
             format!("{name}: the upload is empty"),
         ));
     }
+    let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+        state.metrics.overloaded.inc();
+        return Err(ApiError::overloaded(state.limits.max_concurrent));
+    };
     let metrics = &state.metrics;
     let in_flight = InFlightGuard::new(&metrics.in_flight);
     let t0 = Instant::now();

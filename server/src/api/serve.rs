@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
+use super::listener::{serve_connections, ConnectionLimits};
 use super::metrics::Metrics;
 use super::model_watch::{self, WatchConfig, WatchState};
 use super::serving::{ModelSlot, Serving};
+use super::upload_guard::{UploadGuard, UploadPolicy};
 use super::{routes, AppState, Limits};
 use crate::batcher::BatchingConfig;
 use crate::error::{Error, Result};
@@ -34,10 +36,14 @@ pub struct ServeConfig {
     pub registry_model: Option<(mlflow_client::ModelUri, u64)>,
     /// Follow a registry alias: switch to the version it points at, checking at an interval.
     pub watch: Option<WatchConfig>,
+    /// Connection limit, header-read timeout and shutdown drain.
+    pub connections: ConnectionLimits,
+    /// Minimum upload rate and the shared budget of buffered upload bytes.
+    pub uploads: UploadPolicy,
 }
 
-/// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish, and
-/// returns. `on_bound` is told the bound address (useful with port 0).
+/// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish (for at
+/// most the configured drain time), and returns. `on_bound` is told the bound address (useful with port 0).
 pub async fn serve(
     detector: Detector,
     config: ServeConfig,
@@ -66,6 +72,7 @@ pub async fn serve(
         device: config.device,
         store: config.store,
         api_key: config.api_key,
+        uploads: UploadGuard::new(config.uploads),
     });
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -94,11 +101,14 @@ pub async fn serve(
 
     let app = routes::router(state.clone());
     tracing::info!(%bound, "serving");
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::io(std::path::Path::new("server"), e))?;
+    serve_connections(
+        listener,
+        app,
+        config.connections,
+        &state.metrics,
+        shutdown_signal(),
+    )
+    .await;
     if let Some(store) = &state.store {
         // Give a recovering database a moment to take the spool; whatever is left stays on disk
         // and is replayed at the next start.

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use auralguard::api::listener::ConnectionLimits;
 use auralguard::api::model_watch::WatchConfig;
+use auralguard::api::upload_guard::UploadPolicy;
 use auralguard::api::{serve, Limits, ServeConfig};
 use auralguard::batcher::BatchingConfig;
 use auralguard::model::ModelSource;
@@ -103,6 +105,44 @@ pub struct ServeArgs {
         default_value_t = 120.0
     )]
     pub request_timeout_seconds: f64,
+
+    /// Open connections at once; a connection beyond it is answered 503 (Retry-After) and
+    /// closed.
+    #[arg(long, env = "AURALGUARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a request's headers (0.1 to 3600); also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(
+        long,
+        env = "AURALGUARD_HEADER_TIMEOUT_SECONDS",
+        default_value_t = 10.0
+    )]
+    pub header_timeout_seconds: f64,
+
+    /// Slowest accepted upload, as an average in bytes per second from the start of the
+    /// request once `--upload-grace-seconds` have passed; a slower one gets 408 `slow_upload`
+    /// (0 turns the check off).
+    #[arg(
+        long,
+        env = "AURALGUARD_MIN_UPLOAD_BYTES_PER_SECOND",
+        default_value_t = 16_384
+    )]
+    pub min_upload_bytes_per_second: u64,
+
+    /// Seconds an upload may take before `--min-upload-bytes-per-second` applies (0 to 3600).
+    #[arg(long, env = "AURALGUARD_UPLOAD_GRACE_SECONDS", default_value_t = 10.0)]
+    pub upload_grace_seconds: f64,
+
+    /// Upload bytes all requests together may hold while they are read and judged, in
+    /// megabytes; an upload that would go over gets 503 with Retry-After.
+    #[arg(long, env = "AURALGUARD_MAX_BUFFERED_UPLOAD_MB", default_value_t = 512)]
+    pub max_buffered_upload_mb: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM (0 to 3600) before their
+    /// connections are closed; keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "AURALGUARD_DRAIN_SECONDS", default_value_t = 20.0)]
+    pub drain_seconds: f64,
 }
 
 /// The prediction log the flags ask for: none, MongoDB behind the on-disk spool, or SQLite.
@@ -167,6 +207,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.request_timeout_seconds,
         0.001..=DAY_SECONDS,
     )?;
+    let header_read_timeout = duration_flag(
+        "--header-timeout-seconds",
+        args.header_timeout_seconds,
+        0.1..=3600.0,
+    )?;
+    let upload_grace = duration_flag(
+        "--upload-grace-seconds",
+        args.upload_grace_seconds,
+        0.0..=3600.0,
+    )?;
+    let drain_timeout = duration_flag("--drain-seconds", args.drain_seconds, 0.0..=3600.0)?;
+    anyhow::ensure!(
+        args.max_connections > 0,
+        "--max-connections must be at least 1"
+    );
+    anyhow::ensure!(
+        args.max_buffered_upload_mb >= args.max_upload_mb as u64,
+        "--max-buffered-upload-mb ({}) must be at least --max-upload-mb ({}), or no upload of \
+         the largest accepted size could ever be read",
+        args.max_buffered_upload_mb,
+        args.max_upload_mb
+    );
     // 0 turns polling off; anything else at least 100 ms (a tighter loop only loads MLflow).
     let model_poll = if args.model_poll_seconds == 0.0 {
         None
@@ -230,6 +292,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         api_key: args.api_key.clone(),
         registry_model,
         watch,
+        connections: ConnectionLimits {
+            max_connections: args.max_connections,
+            header_read_timeout,
+            drain_timeout,
+        },
+        uploads: UploadPolicy {
+            min_bytes_per_second: args.min_upload_bytes_per_second,
+            grace: upload_grace,
+            max_buffered_bytes: args.max_buffered_upload_mb.saturating_mul(1 << 20),
+        },
     };
     runtime.block_on(serve(detector, config, |addr| {
         // One machine-readable line on stdout so scripts and tests learn the port.
