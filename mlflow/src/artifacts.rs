@@ -164,7 +164,8 @@ impl MlflowClient {
         let path = self
             .resolve_artifact_location(&ArtifactLocation::parse(uri)?)
             .await?;
-        self.get_file(&path, dest_file, None).await
+        let cap = self.transport.max_download_bytes();
+        self.get_file(&path, dest_file, None, cap).await
     }
 
     /// Downloads everything under the artifact folder `uri` into `dest_dir` (created if needed),
@@ -185,6 +186,18 @@ impl MlflowClient {
     ) -> Result<Transferred> {
         let uri = format!("mlflow-artifacts:/{path}");
         let files = self.list_proxied_recursive(path).await?;
+        let cap = self.transport.max_download_bytes();
+        let listed: u64 = files
+            .iter()
+            .filter_map(|f| f.file_size.and_then(|s| u64::try_from(s).ok()))
+            .fold(0, u64::saturating_add);
+        if listed > cap {
+            return Err(Error::TooLarge {
+                url: uri,
+                size: format!("{listed} bytes in {} files", files.len()),
+                limit_bytes: cap,
+            });
+        }
         create_dir_all(dest_dir).await?;
         if files.is_empty() {
             // Either a single file, or nothing at all (then the GET answers 404 -> NotFound).
@@ -194,7 +207,7 @@ impl MlflowClient {
                     what: format!("artifacts at {uri}"),
                 });
             }
-            let bytes = self.get_file(path, &dest_dir.join(name), None).await?;
+            let bytes = self.get_file(path, &dest_dir.join(name), None, cap).await?;
             return Ok(Transferred {
                 uri,
                 files: 1,
@@ -205,8 +218,10 @@ impl MlflowClient {
         for file in &files {
             let local = dest_dir.join(safe_relative_path(&file.path, &uri)?);
             let expected = file.file_size.and_then(|s| u64::try_from(s).ok());
+            // The listing's sizes are the server's word; the cap holds for what actually arrives.
+            let budget = cap.saturating_sub(bytes);
             bytes += self
-                .get_file(&join_proxied(path, &file.path), &local, expected)
+                .get_file(&join_proxied(path, &file.path), &local, expected, budget)
                 .await?;
         }
         Ok(Transferred {
@@ -303,8 +318,16 @@ impl MlflowClient {
     }
 
     /// GETs proxy path `path` into `dest` through a temporary sibling file, checking the length
-    /// against `expected` (from the listing) and `Content-Length`. Retried from the start.
-    async fn get_file(&self, path: &str, dest: &Path, expected: Option<u64>) -> Result<u64> {
+    /// against `expected` (from the listing) and `Content-Length`, and refusing to write more than
+    /// `budget` bytes (an announced length above it is refused before any byte is written).
+    /// Retried from the start.
+    async fn get_file(
+        &self,
+        path: &str,
+        dest: &Path,
+        expected: Option<u64>,
+        budget: u64,
+    ) -> Result<u64> {
         let url = self.transport.artifact_url(path)?;
         if let Some(parent) = dest.parent() {
             create_dir_all(parent).await?;
@@ -323,6 +346,16 @@ impl MlflowClient {
                     .send(request, url_ref, Idempotency::Idempotent)
                     .await?;
                 let announced = response.content_length();
+                let too_large = |size: String| {
+                    Failure::Fatal(Error::TooLarge {
+                        url: url_ref.to_string(),
+                        size,
+                        limit_bytes: budget,
+                    })
+                };
+                if let Some(n) = announced.filter(|n| *n > budget) {
+                    return Err(too_large(format!("{n} bytes (Content-Length)")));
+                }
                 let mut file = tokio::fs::File::create(partial_ref)
                     .await
                     .map_err(|e| Error::io("cannot create", partial_ref, e))?;
@@ -331,10 +364,13 @@ impl MlflowClient {
                     self.transport
                         .transport_failure(url_ref, e, Idempotency::Idempotent)
                 })? {
+                    written = written.saturating_add(chunk.len() as u64);
+                    if written > budget {
+                        return Err(too_large("more than the cap (streamed)".into()));
+                    }
                     file.write_all(&chunk)
                         .await
                         .map_err(|e| Error::io("cannot write", partial_ref, e))?;
-                    written += chunk.len() as u64;
                 }
                 file.sync_all()
                     .await

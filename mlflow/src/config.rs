@@ -114,7 +114,15 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Retry policy for idempotent calls.
     pub retry: RetryPolicy,
+    /// Most bytes one download (a file, or a whole artifact folder) may bring. A registry
+    /// version is input from outside: a wrong or hostile artifact must not fill the disk or the
+    /// cache volume a detector serves from.
+    pub max_download_bytes: u64,
 }
+
+/// Default of [`ClientConfig::max_download_bytes`]: 2 GiB, far above a model package (a few MB)
+/// or a packaged speech encoder (a few hundred MB).
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 2 << 30;
 
 impl ClientConfig {
     /// A configuration for the server at `tracking_uri` (http, or https with the `rustls`
@@ -128,6 +136,7 @@ impl ClientConfig {
             transfer_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
         })
     }
 
@@ -178,6 +187,12 @@ impl ClientConfig {
             })?;
         }
         Ok(config)
+    }
+
+    /// Caps what one download may bring (see [`ClientConfig::max_download_bytes`]).
+    pub fn with_max_download_bytes(mut self, bytes: u64) -> Self {
+        self.max_download_bytes = bytes;
+        self
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.

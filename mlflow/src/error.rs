@@ -110,6 +110,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A download would bring more than the configured cap
+    /// ([`crate::ClientConfig::max_download_bytes`]); nothing past the cap was written.
+    #[error("artifact at {url} is too large: {size} exceeds the {limit_bytes}-byte download cap (raise it if this artifact is expected to be this big)")]
+    TooLarge {
+        /// The URL (or artifact folder) being downloaded.
+        url: String,
+        /// What the listing or the server announced, or "more than the cap" when it streamed past.
+        size: String,
+        /// The cap in bytes.
+        limit_bytes: u64,
+    },
+
     /// A model version's artifacts were downloaded but are not a usable model folder (nothing was
     /// there, or the version never finished registering).
     #[error("model {model} is not usable: {reason}")]

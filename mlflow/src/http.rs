@@ -55,6 +55,7 @@ pub(crate) struct Transport {
     timeout: Duration,
     transfer_timeout: Duration,
     retry: RetryPolicy,
+    max_download_bytes: u64,
 }
 
 impl Transport {
@@ -75,7 +76,13 @@ impl Transport {
             timeout: config.timeout,
             transfer_timeout: config.transfer_timeout,
             retry: config.retry,
+            max_download_bytes: config.max_download_bytes,
         })
+    }
+
+    /// The most bytes one download may bring.
+    pub(crate) fn max_download_bytes(&self) -> u64 {
+        self.max_download_bytes
     }
 
     /// The tracking URI (ends in `/`).

@@ -90,8 +90,8 @@ pub use batch::{
 pub use cache::{CachedModel, ModelCache, MANIFEST_FILE, WEIGHTS_FILE};
 pub use client::MlflowClient;
 pub use config::{
-    Auth, ClientConfig, RetryPolicy, ENV_MAX_RETRIES, ENV_PASSWORD, ENV_TIMEOUT, ENV_TOKEN,
-    ENV_TRACKING_URI, ENV_USERNAME,
+    Auth, ClientConfig, RetryPolicy, DEFAULT_MAX_DOWNLOAD_BYTES, ENV_MAX_RETRIES, ENV_PASSWORD,
+    ENV_TIMEOUT, ENV_TOKEN, ENV_TRACKING_URI, ENV_USERNAME,
 };
 pub use error::{decode_error_response, Error, Result};
 pub use logged_models::{LoggedModel, LoggedModelInfo};

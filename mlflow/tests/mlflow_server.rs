@@ -399,6 +399,50 @@ async fn single_files_and_error_mapping() {
         assert_eq!(dir.files, 1);
         assert!(work.path().join("eval/eval report.json").is_file());
 
+        // The download cap: refused from the listing (a folder), from Content-Length (a file),
+        // and nothing is left behind.
+        let capped = MlflowClient::new(
+            ClientConfig::new(&server.uri)
+                .unwrap()
+                .with_max_download_bytes(10),
+        )
+        .unwrap();
+        let err = capped
+            .download_dir(&format!("runs:/{run_id}/eval"), &work.path().join("big"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    limit_bytes: 10,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!work.path().join("big").exists());
+        let err = capped
+            .download_file(&uri, &work.path().join("big.json"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
+        assert!(err.to_string().contains("14 bytes"), "{err}");
+        assert!(!work.path().join("big.json").exists());
+        let exact = MlflowClient::new(
+            ClientConfig::new(&server.uri)
+                .unwrap()
+                .with_max_download_bytes(14),
+        )
+        .unwrap();
+        assert_eq!(
+            exact
+                .download_file(&uri, &work.path().join("exact.json"))
+                .await
+                .unwrap(),
+            14
+        );
+
         // NotFound.
         let err = client
             .get_run("0123456789abcdef0123456789abcdef")

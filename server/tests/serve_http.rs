@@ -490,11 +490,25 @@ fn the_openapi_document_web_page_and_docs_are_served() {
         ("/docs", "text/html", "/openapi.json"),
         ("/static/app.js", "text/javascript", "include=spectrogram"),
         ("/static/app.css", "text/css", "#spectrogram"),
+        ("/static/docs.js", "text/javascript", "/openapi.json"),
     ] {
         let r = c.get(s.url(path)).send().unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let ct = r.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ct.starts_with(kind), "{path}: {ct}");
+        // Security headers on every page and asset: no sniffing, no framing, no inline code.
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
         assert!(r.text().unwrap().contains(needle), "{path}");
     }
     let missing = c.get(s.url("/static/nope.js")).send().unwrap();

@@ -85,6 +85,12 @@ pub struct RegistryArgs {
     /// (default: ~/.cache/auralguard/models).
     #[arg(long, env = "AURALGUARD_MODEL_CACHE")]
     pub model_cache: Option<PathBuf>,
+
+    /// Most megabytes one registry download (a model version's whole artifact folder) may bring;
+    /// a larger version is refused before it fills the cache volume.
+    #[arg(long, env = "AURALGUARD_MAX_MODEL_MB", default_value_t = 2048,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_model_mb: u64,
 }
 
 impl RegistryArgs {
@@ -94,7 +100,8 @@ impl RegistryArgs {
             .model_cache
             .clone()
             .unwrap_or_else(auralguard::model::registry::default_cache_dir);
-        ModelRegistry::connect(self.mlflow_uri.as_deref(), &cache).map_err(|e| {
+        let max_bytes = self.max_model_mb.saturating_mul(1 << 20);
+        ModelRegistry::connect(self.mlflow_uri.as_deref(), &cache, max_bytes).map_err(|e| {
             anyhow::anyhow!("{e} (models:/ URIs need --mlflow-uri or MLFLOW_TRACKING_URI)")
         })
     }

@@ -53,7 +53,11 @@ impl RunTracker {
             );
             return Ok(None);
         };
-        let registry = ModelRegistry::connect(Some(uri), Path::new("."))?;
+        let registry = ModelRegistry::connect(
+            Some(uri),
+            Path::new("."),
+            mlflow_client::DEFAULT_MAX_DOWNLOAD_BYTES,
+        )?;
         let client = registry.client().clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -110,8 +110,12 @@ pub fn default_cache_root() -> PathBuf {
 impl ModelRegistry {
     /// A registry client for `tracking_uri` (or `MLFLOW_TRACKING_URI` when `None`), with
     /// credentials and time-outs from the usual `MLFLOW_TRACKING_*` variables, caching into
-    /// `cache_dir`.
-    pub fn connect(tracking_uri: Option<&str>, cache_dir: &Path) -> Result<Self> {
+    /// `cache_dir`; one download may bring at most `max_download_bytes`.
+    pub fn connect(
+        tracking_uri: Option<&str>,
+        cache_dir: &Path,
+        max_download_bytes: u64,
+    ) -> Result<Self> {
         let config = ClientConfig::from_lookup(|key| {
             if key == mlflow_client::ENV_TRACKING_URI {
                 if let Some(uri) = tracking_uri {
@@ -119,7 +123,8 @@ impl ModelRegistry {
                 }
             }
             std::env::var(key).ok()
-        })?;
+        })?
+        .with_max_download_bytes(max_download_bytes);
         Ok(Self::new(MlflowClient::new(config)?, cache_dir))
     }
 
@@ -244,8 +249,12 @@ mod tests {
     #[test]
     fn a_pinned_version_resolves_without_a_server() {
         // Port 9 (discard) on loopback: nothing answers, and nothing needs to.
-        let reg =
-            ModelRegistry::connect(Some("http://127.0.0.1:9"), Path::new("/nonexistent")).unwrap();
+        let reg = ModelRegistry::connect(
+            Some("http://127.0.0.1:9"),
+            Path::new("/nonexistent"),
+            1 << 30,
+        )
+        .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

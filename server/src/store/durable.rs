@@ -1,22 +1,30 @@
-//! A prediction log that never makes a prediction fail or wait because its database is down.
+//! A prediction log whose database can be slow, frozen or gone without a prediction noticing.
 //!
-//! [`DurableLog`] sits in front of a networked backend (MongoDB). While the database answers,
-//! records go straight to it — read-your-writes, as users of `/predictions` expect. The first
-//! failed write flips the log to *degraded*: that record and every later one are appended to the
-//! on-disk [`Spool`] (so their order is kept and they survive a restart of this process), and a
-//! background flusher thread replays the spool into the database, oldest first, backing off while
-//! it is unreachable. When the spool is empty again the log is healthy and writes go direct.
+//! [`DurableLog`] sits in front of a networked backend (MongoDB). Every record is first appended
+//! to the on-disk [`Spool`] and flushed (that is the acknowledgement: a record the caller was told
+//! about survives a crash of this process), and a background writer thread moves the spool into the
+//! database, oldest first, in batches, backing off while it is unreachable. No request path ever
+//! waits for the database: `/predict` waits for a local append, `/health` and `/metrics` read two
+//! atomics. A record leaves the spool only once the database acknowledged it with the backend's
+//! write concern (journaled by default, see [`super::mongo`]).
 //!
-//! Exactly-once comes from two halves: the spool's offset is committed only after the database
+//! Exactly-once comes from two halves: the spool's position is committed only after the database
 //! acknowledged a batch, and the backend's [`PredictionStore::insert_batch`] skips request ids it
 //! already holds, so the replay after a crash between the two writes nothing twice.
 //!
-//! A record the database refuses for good (not a connectivity problem) is set aside in
-//! `rejected.jsonl` beside the spool, logged and counted, so one bad record cannot block the queue.
+//! Read-your-writes: `/predictions` right after `/predict` must show the new record even if the
+//! writer has not delivered it yet, so the newest acknowledged-but-undelivered records are kept in
+//! memory too and merged into [`PredictionStore::recent`]'s answer. `/statistics` counts what has
+//! reached the database.
+//!
+//! A record the database refuses for good (a document-level error, not a connectivity, auth or
+//! write-concern problem) is set aside in `rejected.jsonl` beside the spool, logged and counted, so
+//! one bad record cannot block the queue.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,37 +32,57 @@ use std::time::{Duration, Instant};
 use super::spool::{Peeked, Spool, Spooled};
 use super::{PredictionRecord, PredictionStore, RecentQuery, Statistics, StoreError, StoreStatus};
 
-/// Records replayed per database call.
-const REPLAY_BATCH: usize = 256;
-/// First and longest pause between replay attempts while the database is unreachable.
+/// Records written per database call.
+const WRITE_BATCH: usize = 256;
+/// First and longest pause between write attempts while the database is unreachable.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// Undelivered records kept in memory for `/predictions` (the newest ones; older undelivered
+/// records are only on disk, which matters only during a long outage, when `/predictions`
+/// cannot answer anyway).
+const RECENT_UNDELIVERED: usize = 1024;
 
-/// A backend wrapped with an on-disk spool and a replaying flusher thread.
+/// A backend behind an on-disk spool and a writer thread.
 pub struct DurableLog {
     shared: Arc<Shared>,
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Shared {
     backend: Arc<dyn PredictionStore>,
     state: Mutex<State>,
-    /// Signalled when records are spooled, when the spool drains, and on stop.
+    /// Signalled when records are spooled, when records are delivered, and on stop.
     changed: Condvar,
+    /// Whether the last database write succeeded (read by `/health` without any lock).
+    healthy: AtomicBool,
+    /// Records in the spool (mirrors [`Spool::pending`] for lock-free status reads).
+    pending: AtomicU64,
+    /// When the database call in progress began (milliseconds since `epoch`, 0 when none), so
+    /// `/health` reports a frozen database as degraded before its call fails.
+    call_started_ms: AtomicU64,
+    epoch: Instant,
     rejected_path: PathBuf,
     rejected: AtomicU64,
 }
 
+/// A database call stuck longer than this makes the log report itself degraded.
+const STUCK_CALL: Duration = Duration::from_secs(1);
+
 struct State {
     spool: Spool,
-    /// Whether the last database write succeeded; false routes new records through the spool.
-    healthy: bool,
-    /// Set by [`DurableLog::flush`] (or drop): the flusher exits at its next check.
+    /// Sequence number of the next appended record (records left by an earlier run come first).
+    appended: u64,
+    /// Records delivered (or set aside) so far, in the same numbering.
+    delivered: u64,
+    /// The newest undelivered records with their sequence numbers, oldest first.
+    undelivered: VecDeque<(u64, PredictionRecord)>,
+    /// Set by [`DurableLog::flush`] (or drop): the writer exits at its next check.
     stop: bool,
 }
 
 impl DurableLog {
-    /// Wraps `backend`, keeping the spool in `spool_dir` (at most `spool_limit_bytes` on disk).
-    /// Records left in the spool by an earlier run are replayed before any new one.
+    /// Wraps `backend`, keeping the spool in `spool_dir` (at most `spool_limit_bytes` of
+    /// undelivered records). Records left in the spool by an earlier run are delivered before any
+    /// new one.
     pub fn open(
         backend: Arc<dyn PredictionStore>,
         spool_dir: &Path,
@@ -65,29 +93,35 @@ impl DurableLog {
             tracing::info!(
                 records = spool.pending(),
                 spool = %spool_dir.display(),
-                "replaying predictions spooled by an earlier run"
+                "delivering predictions spooled by an earlier run"
             );
         }
-        let healthy = spool.is_empty();
+        let pending = spool.pending();
         let shared = Arc::new(Shared {
             backend,
             state: Mutex::new(State {
                 spool,
-                healthy,
+                appended: pending,
+                delivered: 0,
+                undelivered: VecDeque::new(),
                 stop: false,
             }),
             changed: Condvar::new(),
+            healthy: AtomicBool::new(pending == 0),
+            pending: AtomicU64::new(pending),
+            call_started_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
             rejected_path: spool_dir.join("rejected.jsonl"),
             rejected: AtomicU64::new(0),
         });
         let worker = Arc::clone(&shared);
-        let flusher = std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("auralguard-spool".into())
-            .spawn(move || worker.replay_loop())
-            .map_err(|e| StoreError::Backend(format!("cannot start the spool flusher: {e}")))?;
+            .spawn(move || worker.write_loop())
+            .map_err(|e| StoreError::Backend(format!("cannot start the spool writer: {e}")))?;
         Ok(Self {
             shared,
-            flusher: Mutex::new(Some(flusher)),
+            writer: Mutex::new(Some(writer)),
         })
     }
 }
@@ -95,11 +129,11 @@ impl DurableLog {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the spool inconsistent on disk (every
-        // mutation is a single append, truncate or rename), so the state is still usable.
+        // mutation is an all-or-nothing append, a commit or a rename), so the state is usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn replay_loop(&self) {
+    fn write_loop(&self) {
         let mut backoff = BACKOFF.0;
         loop {
             let head = {
@@ -110,7 +144,7 @@ impl Shared {
                 if st.stop {
                     return;
                 }
-                st.spool.peek(REPLAY_BATCH)
+                st.spool.peek(WRITE_BATCH)
             };
             let head = match head {
                 Ok(head) => head,
@@ -122,13 +156,13 @@ impl Shared {
                     continue;
                 }
             };
-            match self.replay(head) {
+            match self.deliver(head) {
                 Ok(()) => backoff = BACKOFF.0,
                 Err(e) => {
                     tracing::warn!(
                         error = %e,
                         retry_in_ms = backoff.as_millis() as u64,
-                        "prediction database still unavailable; records stay in the spool"
+                        "prediction database unavailable; records stay in the spool"
                     );
                     if self.pause(&mut backoff) {
                         return;
@@ -138,33 +172,51 @@ impl Shared {
         }
     }
 
+    /// Calls the database with the call timed for [`DurableLog::status`].
+    fn write(&self, records: &[PredictionRecord]) -> Result<(), StoreError> {
+        let started = self.epoch.elapsed().as_millis().max(1) as u64;
+        self.call_started_ms.store(started, Ordering::Release);
+        let written = self.backend.insert_batch(records);
+        self.call_started_ms.store(0, Ordering::Release);
+        written
+    }
+
+    /// Whether a database call has been in progress for longer than [`STUCK_CALL`].
+    fn stuck(&self) -> bool {
+        let started = self.call_started_ms.load(Ordering::Acquire);
+        started != 0
+            && self.epoch.elapsed().as_millis() as u64
+                > started.saturating_add(STUCK_CALL.as_millis() as u64)
+    }
+
     /// Writes the leading run of readable records; sets aside an unreadable or refused one.
-    fn replay(&self, head: Vec<Peeked>) -> Result<(), StoreError> {
+    fn deliver(&self, head: Vec<Peeked>) -> Result<(), StoreError> {
         let readable: Vec<&Spooled> = head.iter().map_while(|r| r.as_ref().ok()).collect();
         let Some(last) = readable.last() else {
             if let Some(Err((line, end))) = head.first() {
-                self.set_aside(line, "unreadable spool line");
+                self.set_aside(line, "damaged spool line");
                 self.commit(*end, 1);
             }
             return Ok(());
         };
         let records: Vec<PredictionRecord> = readable.iter().map(|s| s.record.clone()).collect();
-        match self.backend.insert_batch(&records) {
+        match self.write(&records) {
             Ok(()) => {
+                self.mark_healthy();
                 self.commit(last.end, records.len() as u64);
                 Ok(())
             }
             Err(StoreError::Unavailable(e)) => {
-                self.lock().healthy = false;
+                self.mark_unhealthy(&e);
                 Err(StoreError::Unavailable(e))
             }
             Err(e) => {
                 // Refused for good, but which one? Write them singly; set aside the refusers.
                 for s in &readable {
-                    match self.backend.insert_batch(std::slice::from_ref(&s.record)) {
-                        Ok(()) => {}
+                    match self.write(std::slice::from_ref(&s.record)) {
+                        Ok(()) => self.mark_healthy(),
                         Err(StoreError::Unavailable(u)) => {
-                            self.lock().healthy = false;
+                            self.mark_unhealthy(&u);
                             return Err(StoreError::Unavailable(u));
                         }
                         Err(refused) => {
@@ -179,16 +231,38 @@ impl Shared {
         }
     }
 
+    fn mark_healthy(&self) {
+        if !self.healthy.swap(true, Ordering::AcqRel) {
+            tracing::info!("prediction database is back; delivering the spool");
+        }
+    }
+
+    fn mark_unhealthy(&self, why: &str) {
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                error = why,
+                "prediction database write failed; records wait in the spool"
+            );
+        }
+    }
+
     fn commit(&self, end: u64, records: u64) {
         let mut st = self.lock();
         if let Err(e) = st.spool.commit(end, records) {
-            // The records are in the database; a replay after restart is harmless (dedup).
+            // The records are in the database; delivering them again after a restart is
+            // harmless (the backend skips known request ids).
             tracing::error!(error = %e, "cannot record spool progress");
         }
-        if st.spool.is_empty() && !st.healthy {
-            st.healthy = true;
-            tracing::info!("prediction database is back; spool drained");
+        st.delivered += records;
+        let delivered = st.delivered;
+        while st
+            .undelivered
+            .front()
+            .is_some_and(|(seq, _)| *seq < delivered)
+        {
+            st.undelivered.pop_front();
         }
+        self.pending.store(st.spool.pending(), Ordering::Release);
         self.changed.notify_all();
     }
 
@@ -203,7 +277,7 @@ impl Shared {
             .create(true)
             .append(true)
             .open(&self.rejected_path)
-            .and_then(|mut f| writeln!(f, "{}", line.trim_end()));
+            .and_then(|mut f| writeln!(f, "{}", line.trim_end()).and_then(|()| f.sync_data()));
         if let Err(e) = written {
             tracing::error!(error = %e, record = line, "cannot keep a refused record");
         }
@@ -221,6 +295,26 @@ impl Shared {
     }
 }
 
+/// Whether `r` passes `q`'s filters (the limit is applied after merging).
+fn matches(r: &PredictionRecord, q: &RecentQuery) -> bool {
+    if q.prediction.as_ref().is_some_and(|p| *p != r.prediction) {
+        return false;
+    }
+    match &q.since {
+        None => true,
+        Some(since) => match (instant(since), instant(&r.timestamp)) {
+            (Some(since), Some(t)) => t >= since,
+            _ => r.timestamp.as_str() >= since.as_str(),
+        },
+    }
+}
+
+fn instant(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 impl PredictionStore for DurableLog {
     fn backend(&self) -> &'static str {
         self.shared.backend.backend()
@@ -228,24 +322,53 @@ impl PredictionStore for DurableLog {
 
     fn insert_batch(&self, records: &[PredictionRecord]) -> Result<(), StoreError> {
         let mut st = self.shared.lock();
-        if st.healthy && st.spool.is_empty() {
-            match self.shared.backend.insert_batch(records) {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "prediction database write failed; spooling to disk");
-                    st.healthy = false;
-                }
-            }
-        }
+        st.spool.append_all(records)?;
         for record in records {
-            st.spool.append(record)?;
+            let seq = st.appended;
+            st.appended += 1;
+            st.undelivered.push_back((seq, record.clone()));
         }
+        while st.undelivered.len() > RECENT_UNDELIVERED {
+            st.undelivered.pop_front();
+        }
+        self.shared
+            .pending
+            .store(st.spool.pending(), Ordering::Release);
         self.shared.changed.notify_all();
         Ok(())
     }
 
     fn recent(&self, q: &RecentQuery) -> Result<Vec<PredictionRecord>, StoreError> {
-        self.shared.backend.recent(q)
+        // Undelivered first, then the database: a record delivered in between is in the
+        // database's answer, so none acknowledged before this call can be missed.
+        let undelivered: Vec<PredictionRecord> = self
+            .shared
+            .lock()
+            .undelivered
+            .iter()
+            .rev()
+            .map(|(_, r)| r)
+            .filter(|r| matches(r, q))
+            .take(q.limit)
+            .cloned()
+            .collect();
+        let stored = self.shared.backend.recent(q)?;
+        if undelivered.is_empty() {
+            return Ok(stored);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut all: Vec<PredictionRecord> = undelivered
+            .into_iter()
+            .chain(stored)
+            .filter(|r| seen.insert(r.request_id.clone()))
+            .collect();
+        // Newest first, as the backends sort: by time, then by id.
+        all.sort_by(|a, b| {
+            let (ta, tb) = (instant(&a.timestamp), instant(&b.timestamp));
+            tb.cmp(&ta).then_with(|| b.request_id.cmp(&a.request_id))
+        });
+        all.truncate(q.limit);
+        Ok(all)
     }
 
     fn statistics(&self) -> Result<Statistics, StoreError> {
@@ -253,15 +376,14 @@ impl PredictionStore for DurableLog {
     }
 
     fn status(&self) -> StoreStatus {
-        let st = self.shared.lock();
         StoreStatus {
             backend: self.backend(),
-            state: if st.healthy && st.spool.is_empty() {
+            state: if self.shared.healthy.load(Ordering::Acquire) && !self.shared.stuck() {
                 "ok"
             } else {
                 "degraded"
             },
-            spooled: st.spool.pending(),
+            spooled: self.shared.pending.load(Ordering::Acquire),
             set_aside: self.shared.rejected.load(Ordering::Relaxed),
         }
     }
@@ -274,7 +396,7 @@ impl PredictionStore for DurableLog {
             if left.is_zero() {
                 tracing::warn!(
                     records = st.spool.pending(),
-                    "shutting down with predictions still spooled; they are replayed at the next start"
+                    "shutting down with predictions still spooled; they are delivered after the next start"
                 );
                 break;
             }
@@ -288,7 +410,7 @@ impl PredictionStore for DurableLog {
         st.stop = true;
         drop(st);
         self.shared.changed.notify_all();
-        let handle = self.flusher.lock().ok().and_then(|mut h| h.take());
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = handle.join();
         }
@@ -308,12 +430,22 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use std::sync::atomic::AtomicBool;
 
-    /// A real SQLite store behind a switch that makes it look unreachable — the outage is the
-    /// only simulated part; every write that "succeeds" really lands in SQLite.
+    /// A real SQLite store behind switches that make it look unreachable or frozen — the fault
+    /// is the only simulated part; every write that "succeeds" really lands in SQLite.
     struct Flaky {
         inner: SqliteStore,
         down: AtomicBool,
+        /// While set, writes block (a SIGSTOPped database: the call neither fails nor returns).
+        frozen: Mutex<bool>,
+        thawed: Condvar,
         refuse_id: Option<String>,
+    }
+
+    impl Flaky {
+        fn freeze(&self, on: bool) {
+            *self.frozen.lock().unwrap() = on;
+            self.thawed.notify_all();
+        }
     }
 
     impl PredictionStore for Flaky {
@@ -321,6 +453,11 @@ mod tests {
             "flaky-sqlite"
         }
         fn insert_batch(&self, records: &[PredictionRecord]) -> Result<(), StoreError> {
+            let mut frozen = self.frozen.lock().unwrap();
+            while *frozen {
+                frozen = self.thawed.wait(frozen).unwrap();
+            }
+            drop(frozen);
             if self.down.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable("switched off".into()));
             }
@@ -346,36 +483,41 @@ mod tests {
         )
     }
 
-    fn ids(store: &dyn PredictionStore) -> Vec<String> {
-        let mut v: Vec<String> = store
-            .recent(&RecentQuery {
-                limit: 10_000,
-                ..Default::default()
-            })
-            .unwrap()
-            .into_iter()
-            .map(|r| r.request_id)
-            .collect();
+    fn ids_of(records: Vec<PredictionRecord>) -> Vec<String> {
+        let mut v: Vec<String> = records.into_iter().map(|r| r.request_id).collect();
         v.reverse();
         v
     }
 
-    fn wait_drained(log: &DurableLog) {
-        let until = Instant::now() + Duration::from_secs(10);
-        while log.status().spooled > 0 {
-            assert!(
-                Instant::now() < until,
-                "spool did not drain: {:?}",
-                log.status()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    fn all(limit: usize) -> RecentQuery {
+        RecentQuery {
+            limit,
+            ..Default::default()
         }
+    }
+
+    fn ids(store: &dyn PredictionStore) -> Vec<String> {
+        ids_of(store.recent(&all(10_000)).unwrap())
+    }
+
+    fn wait_until(what: &str, log: &DurableLog, done: impl Fn(&StoreStatus) -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !done(&log.status()) {
+            assert!(Instant::now() < until, "{what}: {:?}", log.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn wait_drained(log: &DurableLog) {
+        wait_until("spool did not drain", log, |s| s.spooled == 0);
     }
 
     fn flaky(dir: &Path, refuse_id: Option<String>) -> Arc<Flaky> {
         Arc::new(Flaky {
             inner: SqliteStore::open(&dir.join("db.sqlite")).unwrap(),
             down: AtomicBool::new(false),
+            frozen: Mutex::new(false),
+            thawed: Condvar::new(),
             refuse_id,
         })
     }
@@ -388,12 +530,13 @@ mod tests {
         for i in 0..10 {
             log.insert(&rec(i)).unwrap();
         }
+        wait_drained(&log);
         assert_eq!(log.status().state, "ok");
         backend.down.store(true, Ordering::SeqCst);
         for i in 10..40 {
             log.insert(&rec(i)).unwrap();
         }
-        assert_eq!(log.status().state, "degraded");
+        wait_until("never degraded", &log, |s| s.state == "degraded");
         assert!(log.status().spooled > 0);
         backend.down.store(false, Ordering::SeqCst);
         for i in 40..50 {
@@ -406,7 +549,72 @@ mod tests {
     }
 
     #[test]
-    fn the_spool_survives_a_restart_and_is_replayed_first() {
+    fn a_frozen_database_blocks_neither_inserts_nor_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = flaky(dir.path(), None);
+        let log = DurableLog::open(backend.clone(), &dir.path().join("spool"), 1 << 20).unwrap();
+        backend.freeze(true);
+        let t0 = Instant::now();
+        for i in 0..200 {
+            log.insert(&rec(i)).unwrap();
+            let _ = log.status();
+        }
+        // 200 fsynced appends and status reads while the writer is stuck inside the database.
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t0.elapsed()
+        );
+        assert!(log.status().spooled > 0);
+        wait_until("a frozen database looked healthy", &log, |s| {
+            s.state == "degraded"
+        });
+        // Read-your-writes holds even though nothing reached the database yet.
+        let newest = log.recent(&all(3)).unwrap();
+        assert_eq!(ids_of(newest), ["r0197", "r0198", "r0199"]);
+        backend.freeze(false);
+        wait_drained(&log);
+        let expected: Vec<String> = (0..200).map(|i| rec(i).request_id).collect();
+        assert_eq!(ids(&*backend), expected);
+        assert_eq!(ids(&log), expected, "merged view must not double records");
+    }
+
+    #[test]
+    fn recent_filters_undelivered_records_like_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = flaky(dir.path(), None);
+        let log = DurableLog::open(backend.clone(), &dir.path().join("spool"), 1 << 20).unwrap();
+        for i in 0..4 {
+            log.insert(&rec(i)).unwrap();
+        }
+        wait_drained(&log);
+        backend.freeze(true);
+        let mut fake = rec(4);
+        fake.prediction = "fake".into();
+        log.insert(&fake).unwrap();
+        log.insert(&rec(5)).unwrap();
+        let only_fake = log
+            .recent(&RecentQuery {
+                limit: 10,
+                prediction: Some("fake".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids_of(only_fake), ["r0004"]);
+        let since = log
+            .recent(&RecentQuery {
+                limit: 10,
+                since: Some("2026-11-25T10:00:00.003Z".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids_of(since), ["r0003", "r0004", "r0005"]);
+        backend.freeze(false);
+        wait_drained(&log);
+    }
+
+    #[test]
+    fn the_spool_survives_a_restart_and_is_delivered_first() {
         let dir = tempfile::tempdir().unwrap();
         let backend = flaky(dir.path(), None);
         backend.down.store(true, Ordering::SeqCst);
@@ -443,5 +651,26 @@ mod tests {
         assert_eq!(log.status().set_aside, 1);
         let aside = std::fs::read_to_string(dir.path().join("spool/rejected.jsonl")).unwrap();
         assert!(aside.contains("r0002"), "{aside}");
+    }
+
+    #[test]
+    fn a_full_spool_refuses_the_record_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = flaky(dir.path(), None);
+        backend.down.store(true, Ordering::SeqCst);
+        let log = DurableLog::open(backend.clone(), &dir.path().join("spool"), 2048).unwrap();
+        let mut refused = 0;
+        for i in 0..20 {
+            if let Err(e) = log.insert(&rec(i)) {
+                assert!(matches!(e, StoreError::Spool(_)), "{e}");
+                refused += 1;
+            }
+        }
+        assert!(refused > 0, "a 2 kB spool took 20 records");
+        let kept = log.status().spooled as usize;
+        assert_eq!(kept + refused, 20);
+        backend.down.store(false, Ordering::SeqCst);
+        wait_drained(&log);
+        assert_eq!(ids(&*backend).len(), kept);
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::sync::{Client, Collection};
 use mongodb::IndexModel;
 use serde::{Deserialize, Serialize};
@@ -110,24 +110,71 @@ impl MongoRecord {
     }
 }
 
-/// Sorts a driver error into "try again later" (the spool's business) or "refused".
+/// Server error codes that describe the server's state, not the document: a write that failed
+/// with one of these can succeed later (shutdown, elections, timeouts, write-concern failures).
+const TRANSIENT_CODES: &[i32] = &[
+    6,     // HostUnreachable
+    7,     // HostNotFound
+    50,    // MaxTimeMSExpired
+    64,    // WriteConcernFailed
+    89,    // NetworkTimeout
+    91,    // ShutdownInProgress
+    112,   // WriteConflict
+    189,   // PrimarySteppedDown
+    262,   // ExceededTimeLimit
+    9001,  // SocketException
+    10107, // NotWritablePrimary
+    11600, // InterruptedAtShutdown
+    11602, // InterruptedDueToReplStateChange
+    13435, // NotPrimaryNoSecondaryOk
+    13436, // NotPrimaryOrSecondary
+];
+
+/// Sorts a driver error into "try again later" (the spool keeps the record) or "refused for
+/// good" (the record is set aside). Only what is wrong with the document itself is permanent: a
+/// document-level write error with a code outside [`TRANSIENT_CODES`], or a document the driver
+/// cannot encode. Everything else — connectivity, authentication, write-concern errors, unknown
+/// kinds — is retried, because a fixed password or a recovered replica set makes it succeed, and
+/// setting a record aside would lose it from the log for good.
 fn classify(e: mongodb::error::Error) -> StoreError {
-    let transient = matches!(
-        *e.kind,
-        ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::DnsResolve { .. }
-    ) || e.contains_label("RetryableWriteError")
-        || e.contains_label("TransientTransactionError")
-        || matches!(
-            &*e.kind,
-            ErrorKind::Write(WriteFailure::WriteConcernError(_))
-        );
-    if transient {
-        StoreError::Unavailable(e.to_string())
-    } else {
+    if is_permanent(&e) {
         StoreError::Backend(e.to_string())
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+fn is_permanent(e: &mongodb::error::Error) -> bool {
+    if e.contains_label("RetryableWriteError") || e.contains_label("TransientTransactionError") {
+        return false;
+    }
+    let document_error = |code: i32| !TRANSIENT_CODES.contains(&code);
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => document_error(w.code),
+        ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errors| errors.iter().any(|w| document_error(w.code)))
+        }
+        ErrorKind::BsonSerialization(_) | ErrorKind::InvalidArgument { .. } => true,
+        _ => false,
+    }
+}
+
+/// Journaled acknowledgement by default (`j: true`; `w: majority` when the URI names a replica
+/// set), so a record leaves the spool only once it survives a crash of the database too. An
+/// unjournaled `w: 1` acknowledgement can be lost when the database is killed before its next
+/// checkpoint. Whatever the URI sets (`journal=`, `w=`) is kept.
+fn durable_write_concern(options: &mut ClientOptions) {
+    let replica_set = options.repl_set_name.is_some();
+    let wc = options
+        .write_concern
+        .get_or_insert_with(WriteConcern::default);
+    wc.journal.get_or_insert(true);
+    if replica_set && wc.w.is_none() {
+        wc.w = Some(Acknowledgment::Majority);
     }
 }
 
@@ -146,6 +193,7 @@ impl MongoStore {
             .connect_timeout
             .get_or_insert(Duration::from_secs(2));
         options.app_name.get_or_insert_with(|| "auralguard".into());
+        durable_write_concern(&mut options);
         let client = Client::with_options(options).map_err(classify)?;
         let db = client
             .default_database()
@@ -345,6 +393,56 @@ mod tests {
         let offset = parse_time("2026-11-25T12:11:12.345+02:00").unwrap();
         assert_eq!(format_time(offset), "2026-11-25T10:11:12.345Z");
         assert!(parse_time("yesterday").is_err());
+    }
+
+    fn concern(uri: &str) -> WriteConcern {
+        let mut options = ClientOptions::parse(uri).run().unwrap();
+        durable_write_concern(&mut options);
+        options.write_concern.unwrap()
+    }
+
+    #[test]
+    fn writes_are_journaled_unless_the_uri_says_otherwise() {
+        let plain = concern("mongodb://127.0.0.1:27017/db");
+        assert_eq!((plain.journal, plain.w), (Some(true), None));
+        let rs = concern("mongodb://127.0.0.1:27017/db?replicaSet=rs0");
+        assert_eq!(rs.journal, Some(true));
+        assert_eq!(rs.w, Some(Acknowledgment::Majority));
+        let chosen = concern("mongodb://127.0.0.1:27017/db?replicaSet=rs0&journal=false&w=1");
+        assert_eq!(chosen.journal, Some(false));
+        assert_eq!(chosen.w, Some(Acknowledgment::Nodes(1)));
+    }
+
+    fn write_error(code: i32) -> mongodb::error::Error {
+        let raw = doc! { "code": code, "errmsg": "x" };
+        let w: mongodb::error::WriteError = mongodb::bson::from_document(raw).unwrap();
+        mongodb::error::Error::from(ErrorKind::Write(WriteFailure::WriteError(w)))
+    }
+
+    #[test]
+    fn only_document_errors_are_permanent() {
+        // Document validation failed / document too large: retrying cannot help.
+        assert!(matches!(classify(write_error(121)), StoreError::Backend(_)));
+        assert!(matches!(
+            classify(write_error(10334)),
+            StoreError::Backend(_)
+        ));
+        // The server stepping down or shutting down: the same write succeeds later.
+        assert!(matches!(
+            classify(write_error(189)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(write_error(91)),
+            StoreError::Unavailable(_)
+        ));
+        // Anything that is not about the document (auth, unknown kinds): retried.
+        let auth = mongodb::error::Error::custom("authentication failed");
+        assert!(matches!(classify(auth), StoreError::Unavailable(_)));
+        let io = mongodb::error::Error::from(ErrorKind::Io(std::sync::Arc::new(
+            std::io::Error::other("reset"),
+        )));
+        assert!(matches!(classify(io), StoreError::Unavailable(_)));
     }
 
     #[test]

@@ -1,18 +1,24 @@
 //! Embedded prediction log in a SQLite file: the default backend, no server needed.
 //!
-//! WAL mode and one connection behind a mutex: writes are tiny (one row per request) and reads
-//! are indexed, so a single connection is not the bottleneck next to the network's milliseconds.
+//! WAL mode with two connections: one writer and one reader. In WAL mode readers see the last
+//! committed state without blocking the writer, so a `/statistics` scan over a large log never
+//! holds up the insert a `/predict` answer waits for. `synchronous=FULL` makes every commit reach
+//! the disk before it returns: an acknowledged prediction survives a power cut, not only a crash
+//! of this process (the cost is one fsync per commit, about what the spool pays for MongoDB).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OpenFlags};
 
 use super::{PredictionRecord, PredictionStore, RecentQuery, Statistics, StoreError};
 
 /// SQLite-backed [`PredictionStore`].
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    /// A read-only connection for queries; `None` for `:memory:`, whose data only the connection
+    /// that made it can see (queries then share the writer).
+    reader: Option<Mutex<Connection>>,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -46,22 +52,36 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let at = |e: rusqlite::Error| err(format!("{}: {e}", path.display()));
+        let conn = Connection::open(path).map_err(at)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let in_memory = path.as_os_str() == ":memory:";
+        let reader = if in_memory {
+            None
+        } else {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Some(Mutex::new(
+                Connection::open_with_flags(path, flags).map_err(at)?,
+            ))
+        };
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(conn),
+            reader,
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| err("a previous store operation panicked"))?;
+    fn lock(m: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        m.lock()
+            .map_err(|_| err("a previous store operation panicked"))
+    }
+
+    /// Runs a query on the reader connection (the writer for `:memory:`).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = Self::lock(self.reader.as_ref().unwrap_or(&self.writer))?;
         f(&conn).map_err(err)
     }
 }
@@ -97,10 +117,7 @@ impl PredictionStore for SqliteStore {
             .map(|r| serde_json::to_string(&r.windows))
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| err("a previous store operation panicked"))?;
+        let mut conn = Self::lock(&self.writer)?;
         let tx = conn.transaction().map_err(err)?;
         {
             // OR IGNORE: a request id already logged is a replay, not a new prediction.
@@ -136,7 +153,7 @@ impl PredictionStore for SqliteStore {
     }
 
     fn recent(&self, q: &RecentQuery) -> Result<Vec<PredictionRecord>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT * FROM predictions
                  WHERE (?1 IS NULL OR timestamp >= ?1) AND (?2 IS NULL OR prediction = ?2)
@@ -151,7 +168,7 @@ impl PredictionStore for SqliteStore {
     }
 
     fn statistics(&self) -> Result<Statistics, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let (total, fake, real, conf, time): (i64, i64, i64, f64, f64) = c.query_row(
                 "SELECT COUNT(*),
                         COALESCE(SUM(prediction = 'fake'), 0),
@@ -276,6 +293,49 @@ mod tests {
             .unwrap();
         let again = SqliteStore::open(&path).unwrap();
         assert_eq!(again.statistics().unwrap().total_predictions, 1);
+    }
+
+    #[test]
+    fn a_query_in_progress_does_not_hold_up_inserts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("log.db")).unwrap();
+        s.insert(&rec("a", "real", "2026-11-23T10:00:00.000Z", "1"))
+            .unwrap();
+        // A reader mid-transaction (a long `/statistics` scan) holds the reader connection and a
+        // WAL read snapshot; the writer must still commit, and the next query sees its row.
+        let reader = SqliteStore::lock(s.reader.as_ref().unwrap()).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let seen: i64 = reader
+            .query_row("SELECT COUNT(*) FROM predictions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, 1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let written = s.insert(&rec("b", "fake", "2026-11-24T10:00:00.000Z", "1"));
+                tx.send(written).unwrap();
+            });
+            let written = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .expect("an insert waited for a reader");
+            written.unwrap();
+        });
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        assert_eq!(s.statistics().unwrap().total_predictions, 2);
+    }
+
+    #[test]
+    fn commits_are_synchronous_and_queries_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("log.db")).unwrap();
+        let sync: i64 = SqliteStore::lock(&s.writer)
+            .unwrap()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        let reader = SqliteStore::lock(s.reader.as_ref().unwrap()).unwrap();
+        assert!(reader.execute_batch("DELETE FROM predictions").is_err());
     }
 
     #[test]
