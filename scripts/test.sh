@@ -90,4 +90,13 @@ fi
 rm -f "$smoke_err"
 disk
 
+# The short versions of the hardening proofs (README "Security and limits" reports long runs).
+# The fuzzer runs as a dev build: integer-overflow checks on, and the same default-feature build
+# the smoke test just made, so only the example compiles.
+log "fuzzing: regression inputs, then 20 s per target (scripts/fuzz.sh 20, overflow checks on)"
+FUZZ_PROFILE=dev bash scripts/fuzz.sh 20
+log "soak: 2 minutes of good, bad and slow clients, the database frozen and killed (scripts/soak.sh 2)"
+bash scripts/soak.sh 2
+disk
+
 log "all tests passed"

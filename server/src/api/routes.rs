@@ -546,11 +546,14 @@ fn store_of(state: &AppState) -> Result<Arc<dyn crate::store::PredictionStore>, 
     })
 }
 
+/// A failed log query: 503 with a fixed message. The driver's text (hosts, replica-set names,
+/// topology) goes to the server log only; a client has no business learning the database's layout.
 fn store_failure(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "prediction log query failed");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
-        e.to_string(),
+        "the prediction log cannot be read right now (the server log has the cause); try again",
     )
 }
 

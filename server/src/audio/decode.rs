@@ -52,6 +52,24 @@ fn is_wave_file(path: &Path) -> bool {
         .is_ok_and(|()| super::riff::is_wave(&head))
 }
 
+/// Refuses a WAV whose `fmt ` chunk no real file has (see [`super::riff::check_fmt`]) before the
+/// demuxer does arithmetic on it. Reads at most the first 4 KiB and rewinds.
+fn check_wave_header(name: &Path, media: &mut Box<dyn MediaSource>) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut head = Vec::with_capacity(4096);
+    (&mut *media)
+        .take(4096)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(name, e))?;
+    media
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(name, e))?;
+    super::riff::check_fmt(&head).map_err(|reason| Error::CorruptAudio {
+        path: name.to_path_buf(),
+        reason,
+    })
+}
+
 /// Largest number of consecutive undecodable packets tolerated before the file is declared corrupt.
 ///
 /// Players skip a damaged packet or two; a stream that is mostly garbage must not be judged.
@@ -122,10 +140,11 @@ impl MonoDecoder {
     }
 
     /// Probes `media` and decodes up to its first audible packet.
-    fn open_media(name: PathBuf, media: Box<dyn MediaSource>, len: u64) -> Result<Self> {
+    fn open_media(name: PathBuf, mut media: Box<dyn MediaSource>, len: u64) -> Result<Self> {
         if len == 0 {
             return Err(Error::EmptyAudio { path: name });
         }
+        check_wave_header(&name, &mut media)?;
         let mut hint = Hint::new();
         if let Some(ext) = name.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);

@@ -15,6 +15,45 @@ pub fn is_wave(data: &[u8]) -> bool {
     data.len() >= 12 && &data[0..4] == b"RIFF" && &data[8..12] == b"WAVE"
 }
 
+/// Most channels a WAV file may declare: far above any recorder (WAVE_FORMAT_EXTENSIBLE names
+/// 18 speaker positions), far below what overflows a demuxer's `channels × bytes per sample`.
+pub const MAX_CHANNELS: u16 = 64;
+
+/// Checks the first `fmt ` chunk found in `head` (the file's first bytes) before a demuxer reads
+/// it: a channel count of 0 or above [`MAX_CHANNELS`], or a sample width of 0 or above 64 bits,
+/// is refused with the reason. Such headers are never real audio, and a demuxer's own arithmetic
+/// on them can overflow (one computes the block size in 16 bits). `Ok` when `head` is not a WAV
+/// or holds no `fmt ` chunk: the demuxer then decides.
+pub fn check_fmt(head: &[u8]) -> Result<(), String> {
+    if !is_wave(head) {
+        return Ok(());
+    }
+    let mut pos = 12usize;
+    while let Some(header) = head.get(pos..pos + 8) {
+        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if &header[0..4] == b"fmt " {
+            let Some(fmt) = head.get(pos + 8..pos + 8 + 16) else {
+                return Ok(());
+            };
+            let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
+            let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
+            if channels == 0 || channels > MAX_CHANNELS {
+                return Err(format!(
+                    "the WAV header declares {channels} channels (1 to {MAX_CHANNELS} are accepted)"
+                ));
+            }
+            if bits == 0 || bits > 64 {
+                return Err(format!(
+                    "the WAV header declares {bits}-bit samples (1 to 64 are accepted)"
+                ));
+            }
+            return Ok(());
+        }
+        pos = next_chunk(head, (pos + 8).saturating_add(size));
+    }
+    Ok(())
+}
+
 /// A re-packed WAV file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repacked {
@@ -154,6 +193,37 @@ mod tests {
             .wav
             .ends_with(&[b'd', b'a', b't', b'a', 2, 0, 0, 0, 5, 6]));
         assert_eq!(out.declared_frames, 500_000);
+    }
+
+    fn fmt(channels: u16, bits: u16) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&1u16.to_le_bytes());
+        f.extend_from_slice(&channels.to_le_bytes());
+        f.extend_from_slice(&16_000u32.to_le_bytes());
+        f.extend_from_slice(&32_000u32.to_le_bytes());
+        f.extend_from_slice(&2u16.to_le_bytes());
+        f.extend_from_slice(&bits.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn absurd_channel_counts_and_widths_are_refused_before_the_demuxer() {
+        let ok = wave(&[
+            chunk(b"fmt ", &fmt(2, 16), true),
+            chunk(b"data", &[0; 8], true),
+        ]);
+        assert_eq!(check_fmt(&ok), Ok(()));
+        // 65535 channels × 2 bytes overflows a 16-bit block size in the demuxer.
+        for (channels, bits) in [(65_535, 16), (0, 16), (65, 16), (1, 0), (1, 65)] {
+            let bad = wave(&[
+                chunk(b"LIST", b"INFOjunk", true),
+                chunk(b"fmt ", &fmt(channels, bits), true),
+            ]);
+            assert!(check_fmt(&bad).is_err(), "{channels} ch, {bits} bits");
+        }
+        // Not a WAV, or no fmt chunk in the head: left to the demuxer.
+        assert_eq!(check_fmt(b"OggS\0\0\0\0\0\0\0\0"), Ok(()));
+        assert_eq!(check_fmt(&wave(&[chunk(b"data", &[0; 8], true)])), Ok(()));
     }
 
     #[test]
