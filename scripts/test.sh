@@ -91,12 +91,13 @@ rm -f "$smoke_err"
 disk
 
 # The short versions of the hardening proofs (README "Security and limits" reports long runs).
-# The fuzzer runs as a dev build: integer-overflow checks on, and the same default-feature build
-# the smoke test just made, so only the example compiles.
-log "fuzzing: regression inputs, then 20 s per target (scripts/fuzz.sh 20, overflow checks on)"
-FUZZ_PROFILE=dev bash scripts/fuzz.sh 20
+# Both use the release build, as the server ships (the soak builds it first). The fuzzer's seed
+# is fixed here so that CI is repeatable; any other seed is a new search (FUZZ_SEED, and
+# FUZZ_PROFILE=dev for integer-overflow checks, are for local runs).
 log "soak: 2 minutes of good, bad and slow clients, the database frozen and killed (scripts/soak.sh 2)"
 bash scripts/soak.sh 2
+log "fuzzing: regression inputs, then 20 s per target (scripts/fuzz.sh 20)"
+FUZZ_SEED="${FUZZ_SEED:-20261206}" bash scripts/fuzz.sh 20
 disk
 
 log "all tests passed"

@@ -38,3 +38,12 @@ pub mod scrape;
 pub mod status;
 
 pub use error::{Error, Result};
+
+/// Makes aws-lc-rs the process's TLS crypto provider, before the first Kubernetes client is
+/// built. kube's client takes rustls's process default, which rustls only infers when exactly
+/// one provider is compiled in; a build that also links *ring* (the MongoDB driver in a workspace
+/// build, any future dependency) would otherwise panic at the first connection. Idempotent: a
+/// provider installed earlier is kept.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -162,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
         let _ = signal_tx.send(true);
     });
 
+    auralguard_operator::install_tls_provider();
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or kubeconfig)")?;

@@ -167,6 +167,7 @@ async fn the_operator_binary_deploys_a_detector_through_a_real_api_endpoint() {
     )
     .await
     .unwrap();
+    auralguard_operator::install_tls_provider();
     let client = kube::Client::try_from(config).unwrap();
 
     // A user applies a detector (the emulator assigns no uid, so the test does).

@@ -89,6 +89,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     // Found by the fuzzer: symphonia computed `channels × bytes per sample` in 16 bits and
     // panicked (debug) or wrapped (release); the header is now refused before it reads it.
     ("decode", "channels_65535.wav", "open CorruptAudio"),
+    // Found by the fuzzer in CI's dev build: an extensible header with 64 channels and a one-bit
+    // mask made symphonia's mask repair shift by 63 (a panic with overflow checks).
+    (
+        "decode",
+        "extensible_64ch_mask_overflow.wav",
+        "open CorruptAudio",
+    ),
     ("oip", "log_mel_shape_2p57.json", "400 bad_tensor"),
     ("oip", "waveform_u64_max.json", "400 bad_request"),
     (

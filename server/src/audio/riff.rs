@@ -19,11 +19,19 @@ pub fn is_wave(data: &[u8]) -> bool {
 /// 18 speaker positions), far below what overflows a demuxer's `channels × bytes per sample`.
 pub const MAX_CHANNELS: u16 = 64;
 
+/// `WAVE_FORMAT_EXTENSIBLE`: a `fmt ` chunk with a channel mask and a sub-format GUID.
+const FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+/// Speaker positions an extensible file's channel mask can name (bits 0–17); the bits above are
+/// reserved.
+const SPEAKER_POSITIONS: u16 = 18;
+
 /// Checks the first `fmt ` chunk found in `head` (the file's first bytes) before a demuxer reads
 /// it: a channel count of 0 or above [`MAX_CHANNELS`], or a sample width of 0 or above 64 bits,
-/// is refused with the reason. Such headers are never real audio, and a demuxer's own arithmetic
-/// on them can overflow (one computes the block size in 16 bits). `Ok` when `head` is not a WAV
-/// or holds no `fmt ` chunk: the demuxer then decides.
+/// is refused with the reason; so is an extensible header with more channels than speaker
+/// positions or with reserved channel-mask bits. Such headers are never real audio, and a
+/// demuxer's own arithmetic on them can overflow (one computes the block size in 16 bits, and
+/// shifts by the difference between the channel count and the mask's bits when it repairs a
+/// mask). `Ok` when `head` is not a WAV or holds no `fmt ` chunk: the demuxer then decides.
 pub fn check_fmt(head: &[u8]) -> Result<(), String> {
     if !is_wave(head) {
         return Ok(());
@@ -46,6 +54,23 @@ pub fn check_fmt(head: &[u8]) -> Result<(), String> {
                 return Err(format!(
                     "the WAV header declares {bits}-bit samples (1 to 64 are accepted)"
                 ));
+            }
+            let tag = u16::from_le_bytes([fmt[0], fmt[1]]);
+            if tag == FORMAT_EXTENSIBLE {
+                if channels > SPEAKER_POSITIONS {
+                    return Err(format!(
+                        "the extensible WAV header declares {channels} channels \
+                         (at most {SPEAKER_POSITIONS}, one per speaker position)"
+                    ));
+                }
+                if let Some(mask) = head.get(pos + 8 + 20..pos + 8 + 24) {
+                    let mask = u32::from_le_bytes([mask[0], mask[1], mask[2], mask[3]]);
+                    if mask >> SPEAKER_POSITIONS != 0 {
+                        return Err(format!(
+                            "the extensible WAV header's channel mask {mask:#010x} sets reserved bits"
+                        ));
+                    }
+                }
             }
             return Ok(());
         }
@@ -221,6 +246,20 @@ mod tests {
             ]);
             assert!(check_fmt(&bad).is_err(), "{channels} ch, {bits} bits");
         }
+        // Extensible: more channels than speaker positions, or reserved mask bits.
+        let extensible = |channels: u16, mask: u32| {
+            let mut f = fmt(channels, 16);
+            f[0..2].copy_from_slice(&0xFFFEu16.to_le_bytes());
+            f.extend_from_slice(&22u16.to_le_bytes());
+            f.extend_from_slice(&16u16.to_le_bytes());
+            f.extend_from_slice(&mask.to_le_bytes());
+            f.extend_from_slice(&[0; 16]);
+            wave(&[chunk(b"fmt ", &f, true)])
+        };
+        assert_eq!(check_fmt(&extensible(2, 0b11)), Ok(()));
+        assert_eq!(check_fmt(&extensible(6, 0x3f)), Ok(()));
+        assert!(check_fmt(&extensible(64, 0b100)).is_err());
+        assert!(check_fmt(&extensible(2, 0x8000_0001)).is_err());
         // Not a WAV, or no fmt chunk in the head: left to the demuxer.
         assert_eq!(check_fmt(b"OggS\0\0\0\0\0\0\0\0"), Ok(()));
         assert_eq!(check_fmt(&wave(&[chunk(b"data", &[0; 8], true)])), Ok(()));
