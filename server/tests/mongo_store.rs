@@ -249,8 +249,21 @@ fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_serv
         assert!(Instant::now() < deadline, "spool never drained: {h}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // A prediction after recovery goes straight to the database again.
+    // A prediction after recovery reaches the database too: acknowledged once spooled, then
+    // delivered by the writer (predictions never wait for the database, so wait for the spool).
     acknowledged.push(predict(&Client::new(), &server.base).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = health(&server);
+        if h["store"]["spooled"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last record was never delivered: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let client = mongodb::sync::Client::with_uri_str(&uri).unwrap();
     let coll = client
