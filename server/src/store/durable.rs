@@ -412,10 +412,26 @@ impl PredictionStore for DurableLog {
         self.shared.changed.notify_all();
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
-            let _ = handle.join();
+            // The writer may be inside a database call that never returns (a frozen server on
+            // an open connection): wait a bounded time, then leave it. What it was writing is
+            // still in the spool, so nothing is lost; a shutdown must not hang on it.
+            let until = Instant::now() + WRITER_EXIT;
+            while !handle.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                tracing::warn!(
+                    "the prediction database call in progress did not return; leaving it, its records stay in the spool"
+                );
+            }
         }
     }
 }
+
+/// How long [`DurableLog::flush`] waits for the writer thread to leave a database call.
+const WRITER_EXIT: Duration = Duration::from_secs(2);
 
 impl Drop for DurableLog {
     fn drop(&mut self) {
@@ -577,6 +593,26 @@ mod tests {
         let expected: Vec<String> = (0..200).map(|i| rec(i).request_id).collect();
         assert_eq!(ids(&*backend), expected);
         assert_eq!(ids(&log), expected, "merged view must not double records");
+    }
+
+    #[test]
+    fn a_frozen_database_does_not_hang_the_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = flaky(dir.path(), None);
+        let log = DurableLog::open(backend.clone(), &dir.path().join("spool"), 1 << 20).unwrap();
+        backend.freeze(true);
+        log.insert(&rec(0)).unwrap();
+        wait_until("the writer never entered the call", &log, |s| {
+            s.state == "degraded"
+        });
+        let t0 = Instant::now();
+        log.flush(Duration::from_millis(200));
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        drop(log);
+        // The record is still on disk for the next start.
+        let spool = Spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
+        assert_eq!(spool.pending(), 1);
+        backend.freeze(false);
     }
 
     #[test]
