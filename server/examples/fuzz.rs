@@ -539,7 +539,7 @@ fn fuzz_target(target: Target, args: &Args) -> Result<Summary, String> {
                 let parent = rng.below(corpus.len());
                 let env = Env {
                     corpus: &corpus,
-                    dictionary,
+                    dictionary: &dictionary,
                     text: target.is_text(),
                     max_len: target.max_len(),
                 };

@@ -1,4 +1,4 @@
-//! `auralguard bench`: where the time goes, per 15 s window, on this machine.
+//! `auralguard bench`: where the time goes, per model window, on this machine.
 //!
 //! Every number is measured in the same run as its baseline so ratios are meaningful even on a
 //! noisy machine: the network with this crate's channels-last CPU kernels against the same
@@ -63,6 +63,8 @@ pub struct BenchReport {
     pub windows: usize,
     /// Batch size used.
     pub batch_size: usize,
+    /// The model's window length in seconds (what "per window" means).
+    pub window_seconds: f64,
     /// Per-stage timings.
     pub timings: Vec<Timing>,
     /// Whole pipeline throughput (decode → verdict), windows per second.
@@ -115,7 +117,7 @@ fn load_weights(dir: &Path) -> Result<HashMap<String, Tensor>> {
 pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
     let pkg = ModelPackage::open(&opts.model_dir)?;
     let model = pkg.load(&Device::Cpu)?;
-    let (n_mels, frames) = pkg.input_shape();
+    let b = opts.batch_size.max(1);
     let window_s = pkg.manifest().window.seconds;
     let detector = Detector::new(
         model,
@@ -159,17 +161,65 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
         });
     }
 
-    // Features, one thread; then the mel filter bank alone, sparse vs a dense matmul.
+    if detector.extractor().spectral().is_some() {
+        spectral_timings(opts, &pkg, &detector, &decoded, &mut timings, &mut progress)?;
+    } else {
+        encoder_timings(&detector, &decoded, &mut timings, &mut progress)?;
+    }
+
+    // End to end through the detector (decode → features → batched network → verdict).
+    progress("end to end");
+    let t0 = Instant::now();
+    let mut n_windows = 0usize;
+    let mut err = None;
+    detector.predict_many(
+        [
+            AudioSource::File(wav16.clone()),
+            AudioSource::File(wav44.clone()),
+        ],
+        |_, r| match r {
+            Ok(v) => n_windows += v.windows.len(),
+            Err(e) => err = Some(e),
+        },
+    );
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let e2e = n_windows as f64 / t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&wav16);
+    let _ = std::fs::remove_file(&wav44);
+    Ok(BenchReport {
+        threads: rayon::current_num_threads(),
+        windows: n_windows,
+        batch_size: b,
+        window_seconds: window_s,
+        timings,
+        end_to_end_windows_per_second: e2e,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// The spectral front-end and the CNN: log-mel on one thread, the mel filter bank sparse
+/// against dense, and the network on this crate's kernels against candle's conv2d.
+fn spectral_timings(
+    opts: &BenchOptions,
+    pkg: &ModelPackage,
+    detector: &Detector,
+    decoded: &[Vec<f32>],
+    timings: &mut Vec<Timing>,
+    progress: &mut impl FnMut(&str),
+) -> Result<()> {
+    let (n_mels, frames) = pkg.input_shape();
     progress("log-mel features");
-    let x = detector.extractor().spectral().ok_or_else(|| {
-        crate::Error::InvalidArgument(
-            "bench compares log-mel paths; this model uses the Whisper front-end".into(),
-        )
-    })?;
+    let Some(x) = detector.extractor().spectral() else {
+        return Err(crate::Error::InvalidArgument(
+            "not a spectral front-end".into(),
+        ));
+    };
     let mut scratch = x.scratch();
     let mut mel = vec![0f32; n_mels * frames];
     let t0 = Instant::now();
-    for w in &decoded {
+    for w in decoded {
         x.compute_into(w, &mut mel, &mut scratch)?;
     }
     timings.push(Timing {
@@ -208,10 +258,8 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
         baseline: Some("dense 128×1025 matmul".into()),
     });
 
-    // Network: ours vs candle conv2d, unbatched and batched.
-    let weights = load_weights(pkg.dir())?;
-    let fast = build_with(weights.clone(), n_mels, frames, ConvPath::ChannelsLast)?;
-    let slow = build_with(weights, n_mels, frames, ConvPath::CandleConv2d)?;
+    // Network, unbatched and batched. The seed CNN is also run on candle's own conv2d, the
+    // baseline its channels-last kernels replaced; other architectures run as loaded.
     let input1 = Tensor::randn(-40f32, 20.0, (1, n_mels, frames), &Device::Cpu)?;
     let b = opts.batch_size.max(1);
     let input_b = Tensor::randn(-40f32, 20.0, (b, n_mels, frames), &Device::Cpu)?;
@@ -224,54 +272,85 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
             }
             Ok(per_window(t0.elapsed(), reps * x.dim(0)?))
         };
-    progress("network, batch 1");
     let base_reps = opts.baseline_windows.max(1);
-    let fast1 = time_net(fast.as_ref(), &input1, base_reps.max(4))?;
-    let slow1 = time_net(slow.as_ref(), &input1, base_reps)?;
+    progress("network, batch 1");
+    let net = detector.model().classifier.as_ref();
+    let one = time_net(net, &input1, base_reps.max(4))?;
+    let seed_cnn = pkg.manifest().architecture.name == "seed-cnn";
+    let (baseline, baseline_name) = if seed_cnn {
+        let slow = build_with(
+            load_weights(pkg.dir())?,
+            n_mels,
+            frames,
+            ConvPath::CandleConv2d,
+        )?;
+        (
+            Some(time_net(slow.as_ref(), &input1, base_reps)?),
+            Some("candle conv2d (NCHW)".to_string()),
+        )
+    } else {
+        (None, None)
+    };
     timings.push(Timing {
         name: "network, batch 1".into(),
-        ms_per_window: fast1,
-        baseline_ms_per_window: Some(slow1),
-        baseline: Some("candle conv2d (NCHW)".into()),
+        ms_per_window: one,
+        baseline_ms_per_window: baseline,
+        baseline: baseline_name,
     });
     progress("network, batched");
-    let fastb = time_net(fast.as_ref(), &input_b, 2)?;
+    let batched = time_net(net, &input_b, 2)?;
     timings.push(Timing {
         name: format!("network, batch {b}"),
-        ms_per_window: fastb,
-        baseline_ms_per_window: Some(fast1),
-        baseline: Some("our kernels at batch 1".into()),
+        ms_per_window: batched,
+        baseline_ms_per_window: Some(one),
+        baseline: Some("the same network at batch 1".into()),
     });
 
-    // End to end through the detector (decode → features → batched network → verdict).
-    progress("end to end");
+    Ok(())
+}
+
+/// The Whisper front-end: log-mel plus the frozen encoder, one window per call against
+/// batches of windows (what the server does), measured in the same run. The head itself is a
+/// few matrix products; its cost shows in the end-to-end figure.
+fn encoder_timings(
+    detector: &Detector,
+    decoded: &[Vec<f32>],
+    timings: &mut Vec<Timing>,
+    progress: &mut impl FnMut(&str),
+) -> Result<()> {
+    let front = detector.extractor();
+    let Some(first) = decoded.first() else {
+        return Ok(());
+    };
+    let (rows, cols) = front.output_shape(first.len());
+    let windows: Vec<&[f32]> = decoded.iter().map(Vec::as_slice).collect();
+    let mut out = vec![0f32; windows.len() * rows * cols];
+    progress("Whisper log-mel + encoder, one window per call");
+    front.compute_many(&windows[..1], &mut out[..rows * cols])?; // warm-up
+    let single = windows.len().min(4);
     let t0 = Instant::now();
-    let mut n_windows = 0usize;
-    let mut err = None;
-    detector.predict_many(
-        [
-            AudioSource::File(wav16.clone()),
-            AudioSource::File(wav44.clone()),
-        ],
-        |_, r| match r {
-            Ok(v) => n_windows += v.windows.len(),
-            Err(e) => err = Some(e),
-        },
-    );
-    if let Some(e) = err {
-        return Err(e);
+    for w in &windows[..single] {
+        front.compute_many(std::slice::from_ref(w), &mut out[..rows * cols])?;
     }
-    let e2e = n_windows as f64 / t0.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&wav16);
-    let _ = std::fs::remove_file(&wav44);
-    Ok(BenchReport {
-        threads: rayon::current_num_threads(),
-        windows: n_windows,
-        batch_size: b,
-        timings,
-        end_to_end_windows_per_second: e2e,
-        peak_rss_mib: peak_rss_mib(),
-    })
+    let one = per_window(t0.elapsed(), single);
+    progress("Whisper log-mel + encoder, batched");
+    let t0 = Instant::now();
+    front.compute_many(&windows, &mut out)?;
+    let batched = per_window(t0.elapsed(), windows.len());
+    std::hint::black_box(&out);
+    timings.push(Timing {
+        name: "Whisper mel + encoder, 1 window".into(),
+        ms_per_window: one,
+        baseline_ms_per_window: None,
+        baseline: None,
+    });
+    timings.push(Timing {
+        name: "Whisper mel + encoder, batched".into(),
+        ms_per_window: batched,
+        baseline_ms_per_window: Some(one),
+        baseline: Some("one window per call".into()),
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -147,9 +147,10 @@ fn every_fuzz_regression_input_is_handled() {
 #[test]
 fn mutations_are_deterministic_per_seed() {
     let corpus = vec![targets::wav(1, 1, 16_000, 16, 16, &[], false)];
+    let dictionary = Target::Decode.dictionary();
     let env = mutate::Env {
         corpus: &corpus,
-        dictionary: Target::Decode.dictionary(),
+        dictionary: &dictionary,
         text: false,
         max_len: Target::Decode.max_len(),
     };

@@ -91,9 +91,9 @@ impl Target {
     }
 
     /// Tokens the mutator inserts or overwrites with: the structure words of the format, which
-    /// random bytes would take forever to spell.
-    pub fn dictionary(self) -> &'static [&'static [u8]] {
-        match self {
+    /// random bytes would take forever to spell (JSON's own for the JSON targets).
+    pub fn dictionary(self) -> Vec<&'static [u8]> {
+        let own: &[&[u8]] = match self {
             Target::Decode => &[
                 b"RIFF",
                 b"RIFX",
@@ -132,17 +132,9 @@ impl Target {
                 b"\"FP32\"",
                 b"\"FP16\"",
                 b"\"BYTES\"",
-                b"[",
-                b"]",
-                b"{",
-                b"}",
-                b",",
-                b":",
                 b"\"",
-                b"null",
                 b"true",
                 b"[[[[[[[[",
-                b"1e309",
                 b"-1e309",
                 b"NaN",
                 b"144115188075855872",
@@ -216,14 +208,6 @@ impl Target {
                 b"\"seconds\"",
                 b"\"hop_seconds\"",
                 b"\"min_final_seconds\"",
-                b"[",
-                b"]",
-                b"{",
-                b"}",
-                b",",
-                b":",
-                b"null",
-                b"1e309",
                 b"-0.0",
                 b"1e-320",
                 b"4294967295",
@@ -237,9 +221,17 @@ impl Target {
                 b"60.000001",
                 b"NaN",
             ],
-        }
+        };
+        let json: &[&[u8]] = match self {
+            Target::Oip | Target::Manifest => JSON_TOKENS,
+            Target::Decode | Target::Multipart => &[],
+        };
+        own.iter().chain(json).copied().collect()
     }
 }
+
+/// The punctuation and odd literals of JSON, shared by the JSON targets' dictionaries.
+const JSON_TOKENS: &[&[u8]] = &[b"[", b"]", b"{", b"}", b",", b":", b"null", b"1e309"];
 
 /// A target ready to run inputs: everything sized once (model, router, runtime) is built here,
 /// so that a run costs only the input's own work.

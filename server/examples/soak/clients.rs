@@ -605,22 +605,10 @@ fn trickle(
 ) -> Answer {
     use std::io::{Read, Write};
     let deadline = Instant::now() + limit;
-    let mut s = match http::connect(shared.addr) {
+    let mut s = match send_all(shared, head) {
         Ok(s) => s,
-        Err(e) => {
-            return Answer {
-                error: Some(format!("connect {}", http::kind(&e))),
-                ..Default::default()
-            }
-        }
+        Err(failed) => return failed,
     };
-    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-    if let Err(e) = s.write_all(head) {
-        return Answer {
-            error: Some(format!("write {}", http::kind(&e))),
-            ..Default::default()
-        };
-    }
     let mut sent = 0;
     let mut chunk = [0u8; 4096];
     while Instant::now() < deadline {
@@ -647,18 +635,23 @@ fn trickle(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(e) => {
-                return Answer {
-                    error: Some(format!("read {}", http::kind(&e))),
-                    ..Default::default()
-                }
-            }
+            Err(e) => return http::io_failure("read", &e),
         }
     }
     Answer {
         error: Some("never cut off".into()),
         ..Default::default()
     }
+}
+
+/// A connection to the server with `bytes` written to it, or the answer saying which step
+/// failed.
+fn send_all(shared: &Shared, bytes: &[u8]) -> Result<std::net::TcpStream, Answer> {
+    use std::io::Write;
+    let mut s = http::open(shared.addr)?;
+    s.write_all(bytes)
+        .map_err(|e| http::io_failure("write", &e))?;
+    Ok(s)
 }
 
 /// Sends a whole request, leaves the answer unread for `wait`, then reads it.
@@ -669,26 +662,13 @@ fn late_reader(
     wait: Duration,
     limit: Duration,
 ) -> Answer {
-    use std::io::Write;
     let deadline = Instant::now() + limit;
-    let mut s = match http::connect(shared.addr) {
-        Ok(s) => s,
-        Err(e) => {
-            return Answer {
-                error: Some(format!("connect {}", http::kind(&e))),
-                ..Default::default()
-            }
-        }
-    };
-    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
     let mut request = head.to_vec();
     request.extend_from_slice(body);
-    if let Err(e) = s.write_all(&request) {
-        return Answer {
-            error: Some(format!("write {}", http::kind(&e))),
-            ..Default::default()
-        };
-    }
+    let mut s = match send_all(shared, &request) {
+        Ok(s) => s,
+        Err(failed) => return failed,
+    };
     // Not `pause`: the answer is read even when the load stops meanwhile (its id may be acked).
     std::thread::sleep(wait);
     http::read_answer(&mut s, deadline)

@@ -62,17 +62,11 @@ impl KeepAlive {
             let reused = self.stream.is_some();
             let mut s = match self.stream.take() {
                 Some(s) => s,
-                None => match connect(addr) {
+                None => match open(addr) {
                     Ok(s) => s,
-                    Err(e) => {
-                        return Answer {
-                            error: Some(format!("connect {}", kind(&e))),
-                            ..Default::default()
-                        }
-                    }
+                    Err(failed) => return failed,
                 },
             };
-            let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
             let written = s.write_all(bytes);
             let answer = read_answer(&mut s, deadline);
             let nothing = answer.status.is_none();
@@ -178,18 +172,28 @@ pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
+/// An answer that carries only the failure of step `what` (connect, write, read).
+pub fn io_failure(what: &str, e: &std::io::Error) -> Answer {
+    Answer {
+        error: Some(format!("{what} {}", kind(e))),
+        ..Default::default()
+    }
+}
+
+/// A fresh connection with the 10 s write timeout every client uses, or the answer that
+/// reports why there is none.
+pub fn open(addr: SocketAddr) -> Result<TcpStream, Answer> {
+    let s = connect(addr).map_err(|e| io_failure("connect", &e))?;
+    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+    Ok(s)
+}
+
 /// Sends `bytes` (10 s write timeout), then reads the answer until `deadline`.
 pub fn exchange(addr: SocketAddr, bytes: &[u8], deadline: Instant) -> Answer {
-    let mut s = match connect(addr) {
+    let mut s = match open(addr) {
         Ok(s) => s,
-        Err(e) => {
-            return Answer {
-                error: Some(format!("connect {}", kind(&e))),
-                ..Default::default()
-            }
-        }
+        Err(failed) => return failed,
     };
-    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
     // A server may answer (413, 400) and close before the whole request is written; the answer
     // is still read, so a failed write is only reported when nothing came back.
     let written = s.write_all(bytes);

@@ -12,7 +12,7 @@ pub struct BenchArgs {
     #[arg(short, long, env = "AURALGUARD_MODEL")]
     pub model: PathBuf,
 
-    /// 15 s windows of synthetic audio per measurement.
+    /// Windows (of the model's length) of synthetic audio per measurement.
     #[arg(long, default_value_t = 64)]
     pub windows: usize,
 
@@ -50,8 +50,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "auralguard bench — {} threads, batch {}, 15 s windows",
-        report.threads, report.batch_size
+        "auralguard bench — {} threads, batch {}, {} s windows",
+        report.threads, report.batch_size, report.window_seconds
     );
     println!(
         "{:<34} {:>12} {:>12} {:>8}  baseline",

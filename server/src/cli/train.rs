@@ -56,8 +56,9 @@ pub struct TrainArgs {
 /// exactly the one a package is then trained with.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainOptions {
-    /// Architecture: `seed-cnn` (the original service's CNN) or `compact-cnn` (≈ 80 k
-    /// parameters, global pooling, input standardisation).
+    /// Architecture: `seed-cnn` (the original service's CNN), `compact-cnn` (≈ 80 k
+    /// parameters, global pooling, input standardisation) or `whisper-head` (a layer mix and a
+    /// small MLP on the `whisper` front-end's encoder statistics).
     #[arg(long, default_value = "seed-cnn")]
     pub arch: String,
 
@@ -113,6 +114,15 @@ pub struct TrainOptions {
     #[arg(long)]
     pub no_normalize: bool,
 
+    /// AdamW weight decay (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+
+    /// Give every source (generator, real corpus) the same total weight within its class, so
+    /// abundant engines do not define "fake" on their own.
+    #[arg(long)]
+    pub balance_sources: bool,
+
     /// Folder of cached features (default: beside the model cache, `~/.cache/auralguard/features`).
     #[arg(long, env = "AURALGUARD_FEATURE_CACHE")]
     pub feature_cache: Option<PathBuf>,
@@ -138,6 +148,8 @@ impl TrainOptions {
             class_weights: !self.no_class_weights,
             augment: !self.no_augment,
             normalize: !self.no_normalize,
+            weight_decay: self.weight_decay,
+            balance_sources: self.balance_sources,
         }
     }
 

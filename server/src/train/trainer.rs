@@ -39,6 +39,14 @@ pub struct TrainConfig {
     /// Fill input-standardisation statistics from the training set (off: mean 0, std 1, so
     /// the network sees raw dB, as the original recipe did).
     pub normalize: bool,
+    /// AdamW's decoupled weight decay (0: plain Adam). Older manifests lack it.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Within each class, give every source (a generator, a real corpus) the same total weight,
+    /// so a generator with many clips cannot dominate what the model learns "fake" means; a
+    /// model that fits one abundant engine generalises worse to engines it has not heard.
+    #[serde(default)]
+    pub balance_sources: bool,
 }
 
 impl Default for TrainConfig {
@@ -52,6 +60,8 @@ impl Default for TrainConfig {
             class_weights: true,
             augment: true,
             normalize: true,
+            weight_decay: 0.0,
+            balance_sources: false,
         }
     }
 }
@@ -154,11 +164,11 @@ pub fn train(
         vars,
         ParamsAdamW {
             lr: cfg.learning_rate,
-            weight_decay: 0.0,
+            weight_decay: cfg.weight_decay,
             ..Default::default()
         },
     )?;
-    let (w_real, w_fake) = class_weights(&train.labels, cfg.class_weights);
+    let train_weights = sample_weights(train, cfg);
 
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut history = Vec::new();
@@ -172,7 +182,9 @@ pub fn train(
         for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
             batch_x.clear();
             let mut ys = Vec::with_capacity(chunk.len());
+            let mut ws = Vec::with_capacity(chunk.len());
             for &i in chunk {
+                ws.push(train_weights[i]);
                 let from = batch_x.len();
                 batch_x.extend_from_slice(train.window(i));
                 if cfg.augment && arch.spec_augment() {
@@ -182,7 +194,7 @@ pub fn train(
             }
             let x = Tensor::from_slice(&batch_x, (chunk.len(), m, t), device)?;
             let logits = arch.logits(&params, &x)?;
-            let loss = weighted_bce(&logits, &ys, w_real, w_fake, device)?;
+            let loss = weighted_bce(&logits, &ys, &ws, device)?;
             opt.backward_step(&loss)?;
             let l = loss.to_scalar::<f32>()? as f64;
             loss_sum += l * chunk.len() as f64;
@@ -280,15 +292,20 @@ fn evaluate(
     cfg: &TrainConfig,
     device: &Device,
 ) -> Result<(f64, f64, Vec<f32>)> {
-    let (w_real, w_fake) = class_weights(&set.labels, cfg.class_weights);
+    let weights = sample_weights(set, cfg);
     let per = set.window_len();
     let batch = cfg.batch_size.max(64);
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut scores = Vec::with_capacity(set.len());
-    for (chunk, ys) in set.data.chunks(batch * per).zip(set.labels.chunks(batch)) {
+    for ((chunk, ys), ws) in set
+        .data
+        .chunks(batch * per)
+        .zip(set.labels.chunks(batch))
+        .zip(weights.chunks(batch))
+    {
         let x = Tensor::from_slice(chunk, (ys.len(), set.n_mels, set.frames), device)?;
         let logits = arch.logits(params, &x)?.detach();
-        let loss = weighted_bce(&logits, ys, w_real, w_fake, device)?;
+        let loss = weighted_bce(&logits, ys, ws, device)?;
         loss_sum += loss.to_scalar::<f32>()? as f64 * ys.len() as f64;
         let z = logits.to_vec1::<f32>()?;
         correct += count_correct(&z, ys);
@@ -298,23 +315,50 @@ fn evaluate(
     Ok((loss_sum / n, correct as f64 / n, scores))
 }
 
-/// Mean of `w(y)·(max(z,0) − z·y + ln(1 + e^−|z|))`: binary cross-entropy on logits.
-fn weighted_bce(
-    logits: &Tensor,
-    ys: &[f32],
-    w_real: f32,
-    w_fake: f32,
-    device: &Device,
-) -> Result<Tensor> {
+/// Mean of `w·(max(z,0) − z·y + ln(1 + e^−|z|))`: binary cross-entropy on logits, one weight
+/// per example.
+fn weighted_bce(logits: &Tensor, ys: &[f32], ws: &[f32], device: &Device) -> Result<Tensor> {
     let y = Tensor::from_slice(ys, ys.len(), device)?;
-    let w: Vec<f32> = ys
-        .iter()
-        .map(|&y| if y > 0.5 { w_fake } else { w_real })
-        .collect();
-    let w = Tensor::from_vec(w, ys.len(), device)?;
+    let w = Tensor::from_slice(ws, ws.len(), device)?;
     let soft = ((logits.abs()?.neg()?.exp()? + 1.0)?).log()?;
     let per = ((logits.relu()? - (logits * &y)?)? + soft)?;
     Ok((per * w)?.mean_all()?)
+}
+
+/// The loss weight of every window of `set` under `cfg`: 1, the inverse class frequency, or
+/// (with `balance_sources`) the inverse frequency of its (class, source) group scaled so each
+/// class still sums to half the windows. The mean weight is 1 in every case.
+fn sample_weights(set: &FeatureSet, cfg: &TrainConfig) -> Vec<f32> {
+    let (w_real, w_fake) = class_weights(&set.labels, cfg.class_weights);
+    if !cfg.balance_sources {
+        return set
+            .labels
+            .iter()
+            .map(|&y| if y > 0.5 { w_fake } else { w_real })
+            .collect();
+    }
+    let key = |w: usize| {
+        let clip = &set.clips[set.clip_of_window[w]];
+        (set.labels[w] > 0.5, clip.source.as_str())
+    };
+    let mut windows: HashMap<(bool, &str), usize> = HashMap::new();
+    for w in 0..set.len() {
+        *windows.entry(key(w)).or_default() += 1;
+    }
+    let sources = |fake: bool| windows.keys().filter(|(f, _)| *f == fake).count();
+    let (real_sources, fake_sources) = (sources(false), sources(true));
+    let class_share = if real_sources == 0 || fake_sources == 0 {
+        set.len() as f32
+    } else {
+        set.len() as f32 / 2.0
+    };
+    (0..set.len())
+        .map(|w| {
+            let (fake, source) = key(w);
+            let n_sources = if fake { fake_sources } else { real_sources };
+            class_share / (n_sources as f32 * windows[&(fake, source)] as f32)
+        })
+        .collect()
 }
 
 /// Class weights `n / (2·n_class)`, or 1 and 1.
@@ -527,9 +571,40 @@ mod tests {
     }
 
     #[test]
+    fn balanced_sources_weigh_alike_and_average_one() {
+        let mut set = toy_set(16, 5);
+        // Fakes: seven windows from engine "a", one from "b"; reals: one source.
+        for (i, clip) in set.clips.iter_mut().enumerate() {
+            clip.source = match (clip.fake, i) {
+                (false, _) => "real".into(),
+                (true, 0) => "b".into(),
+                (true, _) => "a".into(),
+            };
+        }
+        let cfg = TrainConfig {
+            balance_sources: true,
+            ..TrainConfig::default()
+        };
+        let w = sample_weights(&set, &cfg);
+        let total = |pred: &dyn Fn(&ClipInfo) -> bool| -> f32 {
+            (0..set.len())
+                .filter(|&i| pred(&set.clips[set.clip_of_window[i]]))
+                .map(|i| w[i])
+                .sum()
+        };
+        let a = total(&|c| c.source == "a");
+        let b = total(&|c| c.source == "b");
+        assert!(b > 0.0 && (a - b).abs() < 1e-4, "a {a} b {b}");
+        let mean = w.iter().sum::<f32>() / w.len() as f32;
+        assert!((mean - 1.0).abs() < 1e-5, "{mean}");
+        let plain = sample_weights(&set, &TrainConfig::default());
+        assert_ne!(plain, w);
+    }
+
+    #[test]
     fn bce_matches_the_textbook_formula() {
         let z = Tensor::new(&[2.0f32, -1.0, 0.0], &Device::Cpu).unwrap();
-        let l = weighted_bce(&z, &[1.0, 0.0, 1.0], 1.0, 1.0, &Device::Cpu)
+        let l = weighted_bce(&z, &[1.0, 0.0, 1.0], &[1.0; 3], &Device::Cpu)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
