@@ -20,8 +20,7 @@ use candle_core::Device;
 /// What the bundled clip says (espeak-ng, en-us, 150 words per minute).
 const CLIP_TEXT: &str = "Please call me back tomorrow morning.";
 
-/// sha256 of the converted tiny.en checkpoint: conversion is byte-for-byte reproducible, and
-/// `models/whisper-demo` pins this value.
+/// sha256 of the converted tiny.en checkpoint: conversion is byte-for-byte reproducible.
 const TINY_EN_SHA256: &str = "8b841ebe320024b0e98d0dc637f455101184aa8c6aba778ced9cbd7a2a444250";
 
 fn wheels(name: &str) -> Option<Vec<PathBuf>> {
@@ -176,6 +175,49 @@ fn a_whisper_head_trains_predicts_and_refuses_a_tampered_encoder() {
     std::fs::remove_dir_all(store_dir.join("whisper-tiny.en")).unwrap();
     let err = failed(&predict());
     assert!(err.contains("is not installed"), "{err}");
+}
+
+#[test]
+fn the_shipped_whisper_package_predicts_offline_once_its_encoder_is_imported() {
+    let Some(files) = wheels("whisper-base") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("encoders");
+    let predict = || {
+        auralguard(
+            &[
+                "predict",
+                "--model",
+                "models/whisper-base",
+                "--no-progress",
+                "examples/audio/speech.wav",
+            ],
+            &store_dir,
+        )
+    };
+    // Before the documented fetch step: refused, naming the command.
+    let err = failed(&predict());
+    assert!(
+        err.contains("auralguard encoder fetch whisper-base"),
+        "{err}"
+    );
+    let entry = store::catalog_entry("whisper-base").unwrap();
+    let imported = store::import_wheels(entry, &files, &store_dir).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("models/whisper-base/auralguard.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["features"]["encoder"]["sha256"], imported.sha256);
+    // The bundled espeak-ng clip: a kind of synthesis the package was trained on.
+    let verdict: serde_json::Value = serde_json::from_str(&ok(&predict())).unwrap();
+    let first = if verdict.is_array() {
+        verdict[0].clone()
+    } else {
+        verdict
+    };
+    assert_eq!(first["prediction"], "fake", "{first}");
 }
 
 #[test]
