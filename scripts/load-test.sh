@@ -6,6 +6,8 @@
 # and the ratios.
 #   scripts/load-test.sh [CLIENTS] [SECONDS] [FILE]   (default FILE: the first 15 s of
 #                                                      testdata/parity/long_16k_pcm16.wav)
+# LOADTEST_BINARY=PATH loads another build of the server (e.g. an older release, to compare
+# throughput before and after a change on the same machine); the load generator is this tree's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients=${1:-8}
@@ -23,7 +25,7 @@ PY
 fi
 
 cargo build -q --release -p auralguard --bin auralguard --example loadgen
-bin=target/release/auralguard
+bin=${LOADTEST_BINARY:-target/release/auralguard}
 gen=target/release/examples/loadgen
 
 # run NAME CLIENTS SECONDS SERVER-FLAGS...: starts a server on a free port, loads it, stops it.

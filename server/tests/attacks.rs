@@ -279,6 +279,28 @@ fn long_names_are_refused_and_health_keeps_its_details_for_the_key() {
         .send()
         .expect("predict");
     expect_error(resp, 400, "bad_filename");
+    // Any other header of a part is bounded too, in the audio part and in parts it skips.
+    for field in ["audio", "note"] {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-padding",
+            reqwest::header::HeaderValue::from_str(&"p".repeat(1 << 20)).expect("header"),
+        );
+        let form = multipart::Form::new().part(
+            field,
+            multipart::Part::bytes(wav(16_000, false, &[0.1; 16_000]))
+                .file_name("a.wav")
+                .headers(headers),
+        );
+        let resp = client()
+            .post(server.url("/predict"))
+            .bearer_auth("s3cret")
+            .multipart(form)
+            .send()
+            .expect("predict");
+        let body = expect_error(resp, 400, "bad_multipart");
+        assert!(body.to_string().len() < 1_000, "{body}");
+    }
     let public: serde_json::Value = client()
         .get(server.url("/health"))
         .send()
@@ -298,7 +320,7 @@ fn long_names_are_refused_and_health_keeps_its_details_for_the_key() {
         .json()
         .expect("json");
     assert_eq!(detailed["model"]["name"], "seed-random", "{detailed}");
-    assert_alive_and_counted(&mut server, "name_length", 2.0);
+    assert_alive_and_counted(&mut server, "name_length", 4.0);
 }
 
 #[test]
@@ -339,7 +361,7 @@ fn legal_chunk_orders_decode_and_truncated_files_say_so() {
 
 /// Runs `auralguard predict` on `model`; asserts it fails and returns its stderr.
 fn predict_fails(model: &std::path::Path) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auralguard"))
+    let out = std::process::Command::new(common::auralguard_binary())
         .args(["predict", "--model"])
         .arg(model)
         .arg(common::parity_dir().join("speech_16k_pcm16.wav"))

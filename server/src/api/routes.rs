@@ -258,9 +258,11 @@ async fn read_audio(
             .map_err(|e| upload_error(e.status(), e.body_text()))?
         {
             if field.name() != Some("audio") {
+                check_part_headers(field.headers())?;
                 continue;
             }
             let name = checked_name(field.file_name().unwrap_or(DEFAULT_NAME))?;
+            check_part_headers(field.headers())?;
             let data = field
                 .bytes()
                 .await
@@ -299,6 +301,27 @@ async fn read_audio(
 
 /// Longest upload name accepted: names are stored, echoed and logged with every prediction.
 pub const MAX_FILENAME_BYTES: usize = 255;
+
+/// Most bytes of headers one multipart part may carry (names, values and separators): a real
+/// client sends two or three short lines, and nothing else of them is kept.
+pub const MAX_PART_HEADER_BYTES: usize = 8 * 1024;
+
+/// Refuses a part whose headers exceed [`MAX_PART_HEADER_BYTES`], so no field's headers can be
+/// megabytes long even though the upload as a whole may be.
+fn check_part_headers(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if bytes > MAX_PART_HEADER_BYTES {
+        return Err(ApiError::bad_request(
+            "bad_multipart",
+            format!("a form part's headers may take at most {MAX_PART_HEADER_BYTES} bytes"),
+        )
+        .because(super::metrics::Limit::NameLength));
+    }
+    Ok(())
+}
 
 /// An upload's name, if it is one a file system could hold: at most 255 bytes, no control
 /// characters (they would forge log lines and terminal output).

@@ -18,6 +18,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The `auralguard` binary the black-box tests run: this build's, unless
+/// `AURALGUARD_TEST_BINARY` names another one (an older release, to show that a test fails
+/// there and so tests what it claims to).
+pub fn auralguard_binary() -> PathBuf {
+    std::env::var_os("AURALGUARD_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_auralguard")))
+}
+
 /// The checked-in parity fixtures (`testdata/parity`).
 pub fn parity_dir() -> PathBuf {
     repo_root().join("testdata/parity")

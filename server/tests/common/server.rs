@@ -35,7 +35,7 @@ impl Server {
     /// Starts the server on `model` (a folder or a `models:/` URI) with exactly these extra
     /// flags, waits until ready.
     pub fn start_model(model: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_auralguard"))
+        let mut child = Command::new(super::auralguard_binary())
             .current_dir(super::repo_root())
             .args([
                 "serve",

@@ -95,7 +95,10 @@ impl Architecture for WhisperHead {
             .broadcast_sub(mean)?
             .broadcast_div(std)?
             .reshape((b, 2, layers, d))?;
-        let mix = candle_nn::ops::softmax_last_dim(layer_w)?.reshape((1, 1, layers, 1))?;
+        // `softmax`, not `softmax_last_dim`: the fused kernel has no backward pass, so the layer
+        // mix would silently stay uniform during training.
+        let mix =
+            candle_nn::ops::softmax(layer_w, candle_core::D::Minus1)?.reshape((1, 1, layers, 1))?;
         let pooled = z.broadcast_mul(&mix)?.sum(2)?.reshape((b, 2 * d))?;
         let h = pooled.matmul(w1)?.broadcast_add(b1)?.relu()?;
         Ok(h.matmul(w2)?.broadcast_add(b2)?.squeeze(1)?)
@@ -141,6 +144,39 @@ mod tests {
             .to_vec1()
             .unwrap();
         assert!((one[0] - p[1]).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_layer_mix_receives_gradients() {
+        let (rows, cols) = (6, 4);
+        let specs = WhisperHead.params(rows, cols).unwrap();
+        let vars: Vec<candle_core::Var> = specs
+            .iter()
+            .map(|s| {
+                let t = if s.name == "input.element_std" {
+                    Tensor::ones(s.shape.as_slice(), DType::F32, &Device::Cpu)
+                } else if s.name == "layer.weights" {
+                    Tensor::zeros(s.shape.as_slice(), DType::F32, &Device::Cpu)
+                } else {
+                    Tensor::randn(0f32, 0.5, s.shape.as_slice(), &Device::Cpu)
+                };
+                candle_core::Var::from_tensor(&t.unwrap()).unwrap()
+            })
+            .collect();
+        let params: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let x = Tensor::randn(0f32, 1.0, (3, rows, cols), &Device::Cpu).unwrap();
+        let loss = WhisperHead.logits(&params, &x).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let at = specs
+            .iter()
+            .position(|s| s.name == "layer.weights")
+            .unwrap();
+        let g: Vec<f32> = grads
+            .get(&params[at])
+            .expect("a gradient")
+            .to_vec1()
+            .unwrap();
+        assert!(g.iter().any(|v| v.abs() > 1e-6), "{g:?}");
     }
 
     #[test]
