@@ -298,3 +298,81 @@ fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_serv
     assert_eq!(st["total_predictions"], acknowledged.len() as u64, "{st}");
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+/// A database that stops answering (SIGSTOP) must not stall predictions or probes: records go
+/// to the spool and the writer delivers them once it is back. Against 2c3c99f, where a
+/// prediction waited on the database write under a mutex the probes also took, this test fails.
+#[test]
+fn a_frozen_database_stalls_neither_predictions_nor_probes() {
+    let Some(bin) = common::mongo::binary() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let db = MongoServer::start(&bin, data.path());
+    let uri = db.uri("frozen");
+    let spool = work.path().join("spool");
+    let server = Server::start_with(&[
+        "--mongodb-uri",
+        uri.as_str(),
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ]);
+    let client = Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut acknowledged = vec![predict(&client, &server.base).unwrap()];
+
+    db.freeze();
+    let frozen_for = Duration::from_secs(6);
+    let started = Instant::now();
+    let mut slowest_predict = Duration::ZERO;
+    let mut slowest_probe = Duration::ZERO;
+    while started.elapsed() < frozen_for {
+        let t = Instant::now();
+        acknowledged.push(
+            predict(&client, &server.base).expect("a prediction failed while the database froze"),
+        );
+        slowest_predict = slowest_predict.max(t.elapsed());
+        for path in ["/health", "/ready", "/metrics"] {
+            let t = Instant::now();
+            let status = client.get(server.url(path)).send().unwrap().status();
+            assert!(status.is_success(), "{path}: {status}");
+            slowest_probe = slowest_probe.max(t.elapsed());
+        }
+    }
+    db.thaw();
+    assert!(
+        slowest_predict < Duration::from_secs(2),
+        "a prediction took {slowest_predict:?} while the database was frozen"
+    );
+    assert!(
+        slowest_probe < Duration::from_secs(1),
+        "a probe took {slowest_probe:?} while the database was frozen"
+    );
+    assert!(
+        acknowledged.len() >= 10,
+        "only {} predictions in {frozen_for:?}",
+        acknowledged.len()
+    );
+
+    // Thawed: everything acknowledged reaches the database.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let coll = mongodb::sync::Client::with_uri_str(&uri)
+        .unwrap()
+        .database("frozen")
+        .collection::<Document>("predictions");
+    loop {
+        let stored = coll.count_documents(doc! {}).run().unwrap();
+        if stored as usize == acknowledged.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stored} of {} acknowledged predictions reached the database",
+            acknowledged.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

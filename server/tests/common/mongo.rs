@@ -88,6 +88,25 @@ impl MongoServer {
         let _ = self.child.wait();
     }
 
+    /// SIGSTOP: the process stays up and its connections open, but nothing answers — a frozen
+    /// VM, a stop-the-world pause, a full disk the server waits on.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`MongoServer::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} failed");
+    }
+
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) {
         self.child = spawn(&self.binary, self.port, &self.data);
