@@ -96,6 +96,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "extensible_64ch_mask_overflow.wav",
         "open CorruptAudio",
     ),
+    // Found by the dev-profile fuzzer: the same overflow behind 16 bytes of junk, which the
+    // demuxer's probe skips to find the header; only the header at offset 0 was checked.
+    (
+        "decode",
+        "junk_then_channels_60415.wav",
+        "open CorruptAudio",
+    ),
     ("oip", "log_mel_shape_2p57.json", "400 bad_tensor"),
     ("oip", "waveform_u64_max.json", "400 bad_request"),
     (

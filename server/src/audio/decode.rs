@@ -53,18 +53,31 @@ fn is_wave_file(path: &Path) -> bool {
 }
 
 /// Refuses a WAV whose `fmt ` chunk no real file has (see [`super::riff::check_fmt`]) before the
-/// demuxer does arithmetic on it. Reads at most the first 4 KiB and rewinds.
+/// demuxer does arithmetic on it, and rewinds. A file that starts with `RIFF` is judged on its
+/// first 4 KiB, the only header the demuxer reads; any other file is scanned as far as the
+/// probe looks for a marker ([`super::riff::PROBE_DEPTH`]), since a WAV header behind leading
+/// junk is still found and read. Compressed formats pay that scan; their decoding costs far more.
 fn check_wave_header(name: &Path, media: &mut Box<dyn MediaSource>) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut head = Vec::with_capacity(4096);
+    const HEAD: usize = 4096;
+    let mut head = Vec::with_capacity(HEAD);
     (&mut *media)
-        .take(4096)
+        .take(HEAD as u64)
         .read_to_end(&mut head)
         .map_err(|e| Error::io(name, e))?;
+    let verdict = if head.starts_with(b"RIFF") {
+        super::riff::check_fmt(&head)
+    } else {
+        (&mut *media)
+            .take((super::riff::PROBE_DEPTH + HEAD - head.len()) as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io(name, e))?;
+        super::riff::check_fmt_anywhere(&head)
+    };
     media
         .seek(SeekFrom::Start(0))
         .map_err(|e| Error::io(name, e))?;
-    super::riff::check_fmt(&head).map_err(|reason| Error::CorruptAudio {
+    verdict.map_err(|reason| Error::CorruptAudio {
         path: name.to_path_buf(),
         reason,
     })

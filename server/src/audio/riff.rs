@@ -25,6 +25,24 @@ const FORMAT_EXTENSIBLE: u16 = 0xFFFE;
 /// reserved.
 const SPEAKER_POSITIONS: u16 = 18;
 
+/// How far symphonia's probe reads past junk looking for a container's marker (its
+/// `max_probe_depth`): a WAV header anywhere in this span can be the one the demuxer reads.
+pub const PROBE_DEPTH: usize = 1 << 20;
+
+/// [`check_fmt`] on every RIFF/WAVE header in `head`, wherever it starts. A file that does not
+/// begin with a marker is scanned by the demuxer's probe, which skips leading junk and reads the
+/// first header it finds, so checking only offset 0 would let a junk-prefixed absurd header
+/// through (found by the fuzzer with overflow checks on).
+pub fn check_fmt_anywhere(head: &[u8]) -> Result<(), String> {
+    let mut from = 0;
+    while let Some(at) = head[from..].windows(4).position(|w| w == b"RIFF") {
+        let start = from + at;
+        check_fmt(&head[start..])?;
+        from = start + 4;
+    }
+    Ok(())
+}
+
 /// Checks the first `fmt ` chunk found in `head` (the file's first bytes) before a demuxer reads
 /// it: a channel count of 0 or above [`MAX_CHANNELS`], or a sample width of 0 or above 64 bits,
 /// is refused with the reason; so is an extensible header with more channels than speaker
@@ -263,6 +281,23 @@ mod tests {
         // Not a WAV, or no fmt chunk in the head: left to the demuxer.
         assert_eq!(check_fmt(b"OggS\0\0\0\0\0\0\0\0"), Ok(()));
         assert_eq!(check_fmt(&wave(&[chunk(b"data", &[0; 8], true)])), Ok(()));
+    }
+
+    #[test]
+    fn a_header_behind_leading_junk_is_checked_too() {
+        let bad = wave(&[chunk(b"fmt ", &fmt(60_415, 16), true)]);
+        let good = wave(&[chunk(b"fmt ", &fmt(1, 16), true)]);
+        let behind = |junk: &[u8], wav: &[u8]| [junk, wav].concat();
+        let junk = [0xbe, 0x81, 0xca, 0xfa, 0x9b, 0xa6, 0xf9, 0xd5, 0x0c, 0x88];
+        // At offset 0 only the first header is read; behind junk, the probe finds it anyway.
+        assert_eq!(check_fmt(&behind(&junk, &bad)), Ok(()));
+        assert!(check_fmt_anywhere(&behind(&junk, &bad)).is_err());
+        assert!(check_fmt_anywhere(&bad).is_err());
+        assert_eq!(check_fmt_anywhere(&behind(&junk, &good)), Ok(()));
+        // A good header, then the bytes of a bad one later on: every header is checked.
+        assert!(check_fmt_anywhere(&[good.clone(), bad].concat()).is_err());
+        assert_eq!(check_fmt_anywhere(b"RIFF"), Ok(()));
+        assert_eq!(check_fmt_anywhere(b""), Ok(()));
     }
 
     #[test]
