@@ -249,3 +249,43 @@ fn import_keras_writes_a_loadable_package_and_refuses_to_overwrite() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert!(run(&["--force"]).status.success());
 }
+
+/// `bench` runs on every bundled spectral package: the seed CNN with its conv2d baseline, the
+/// compact CNN of the quick start (which it once refused, assuming the seed CNN's weights).
+#[test]
+fn bench_measures_every_bundled_package() {
+    for (package, window, conv2d_baseline) in [("seed-random", 15.0, true), ("demo", 4.0, false)] {
+        let out = bin()
+            .args([
+                "bench",
+                "--windows",
+                "2",
+                "--batch-size",
+                "2",
+                "--json",
+                "--model",
+            ])
+            .arg(common::repo_root().join("models").join(package))
+            .output()
+            .expect("run auralguard");
+        assert!(
+            out.status.success(),
+            "{package}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = json(&out);
+        assert_eq!(report["window_seconds"], window, "{package}: {report}");
+        let timings = report["timings"].as_array().unwrap();
+        let batch1 = timings
+            .iter()
+            .find(|t| t["name"] == "network, batch 1")
+            .unwrap_or_else(|| panic!("{package}: {report}"));
+        assert!(batch1["ms_per_window"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            batch1["baseline"] == "candle conv2d (NCHW)",
+            conv2d_baseline,
+            "{package}: {batch1}"
+        );
+        assert!(report["end_to_end_windows_per_second"].as_f64().unwrap() > 0.0);
+    }
+}
