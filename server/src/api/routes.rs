@@ -257,12 +257,21 @@ async fn read_audio(
             .await
             .map_err(|e| upload_error(e.status(), e.body_text()))?
         {
-            if field.name() != Some("audio") {
-                check_part_headers(field.headers())?;
-                continue;
-            }
-            let name = checked_name(field.file_name().unwrap_or(DEFAULT_NAME))?;
-            check_part_headers(field.headers())?;
+            let checked = if field.name() == Some("audio") {
+                checked_name(field.file_name().unwrap_or(DEFAULT_NAME))
+                    .and_then(|name| check_part_headers(field.headers()).map(|()| Some(name)))
+            } else {
+                check_part_headers(field.headers()).map(|()| None)
+            };
+            let name = match checked {
+                Ok(Some(name)) => name,
+                Ok(None) => continue,
+                Err(refused) => {
+                    drop(field);
+                    drain_form(&mut form).await;
+                    return Err(refused);
+                }
+            };
             let data = field
                 .bytes()
                 .await
@@ -301,6 +310,15 @@ async fn read_audio(
 
 /// Longest upload name accepted: names are stored, echoed and logged with every prediction.
 pub const MAX_FILENAME_BYTES: usize = 255;
+
+/// Reads and discards the rest of a refused form before the answer goes out: closing a
+/// connection with request bytes unread resets it, and the client, still sending, loses the
+/// answer. Bounded like any upload (body limit, upload pace); nothing is kept.
+async fn drain_form(form: &mut Multipart) {
+    while let Ok(Some(mut field)) = form.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
 
 /// Most bytes of headers one multipart part may carry (names, values and separators): a real
 /// client sends two or three short lines, and nothing else of them is kept.
