@@ -254,17 +254,19 @@ fn huge_samples_and_single_clicks_neither_fail_open_nor_flip_a_verdict() {
 #[test]
 fn long_names_are_refused_and_health_keeps_its_details_for_the_key() {
     let mut server = Server::start(&["--api-key", "s3cret"]);
+    let post_form = |form: multipart::Form| {
+        client()
+            .post(server.url("/predict"))
+            .bearer_auth("s3cret")
+            .multipart(form)
+            .send()
+            .expect("predict")
+    };
     let name = format!("{}.wav", "n".repeat(8 << 20));
-    let form = multipart::Form::new().part(
+    let resp = post_form(multipart::Form::new().part(
         "audio",
         multipart::Part::bytes(wav(16_000, false, &[0.1; 16_000])).file_name(name),
-    );
-    let resp = client()
-        .post(server.url("/predict"))
-        .bearer_auth("s3cret")
-        .multipart(form)
-        .send()
-        .expect("predict");
+    ));
     let text_len = resp.content_length();
     let body = expect_error(resp, 400, "bad_filename");
     assert!(
@@ -286,18 +288,14 @@ fn long_names_are_refused_and_health_keeps_its_details_for_the_key() {
             "x-padding",
             reqwest::header::HeaderValue::from_str(&"p".repeat(1 << 20)).expect("header"),
         );
-        let form = multipart::Form::new().part(
-            field,
-            multipart::Part::bytes(wav(16_000, false, &[0.1; 16_000]))
-                .file_name("a.wav")
-                .headers(headers),
+        let resp = post_form(
+            multipart::Form::new().part(
+                field,
+                multipart::Part::bytes(wav(16_000, false, &[0.1; 16_000]))
+                    .file_name("a.wav")
+                    .headers(headers),
+            ),
         );
-        let resp = client()
-            .post(server.url("/predict"))
-            .bearer_auth("s3cret")
-            .multipart(form)
-            .send()
-            .expect("predict");
         let body = expect_error(resp, 400, "bad_multipart");
         assert!(body.to_string().len() < 1_000, "{body}");
     }

