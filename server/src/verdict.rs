@@ -76,8 +76,9 @@ impl Spectrogram {
 /// hidden: the verdict is still given, and the caller decides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Warning {
-    /// Stable code: `truncated` (the file holds less audio than its header declares) or
-    /// `too_short` (less audio than the model can judge reliably).
+    /// Stable code: `truncated` (the file holds less audio than its header declares),
+    /// `too_short` (less audio than the model can judge reliably) or `not_logged` (the
+    /// prediction log could not keep the record; only with `serve --serve-unlogged`).
     pub code: String,
     /// What was found, with the numbers.
     pub message: String,

@@ -25,15 +25,20 @@ fn expect_error(resp: reqwest::blocking::Response, status: u16, code: &str) -> s
     body
 }
 
-/// The server still answers, and counted the refusals by `limit`.
-fn assert_alive_and_counted(server: &mut Server, limit: &str, at_least: f64) {
-    assert!(server.alive(), "the server died");
-    let scrape = client()
+/// The server's `/metrics` text.
+fn scrape(server: &Server) -> String {
+    client()
         .get(server.url("/metrics"))
         .send()
         .expect("metrics")
         .text()
-        .expect("text");
+        .expect("text")
+}
+
+/// The server still answers, and counted the refusals by `limit`.
+fn assert_alive_and_counted(server: &mut Server, limit: &str, at_least: f64) {
+    assert!(server.alive(), "the server died");
+    let scrape = scrape(server);
     let needle = format!("auralguard_limit_rejections_total{{limit=\"{limit}\"}} ");
     let count: f64 = scrape
         .lines()
@@ -357,22 +362,41 @@ fn legal_chunk_orders_decode_and_truncated_files_say_so() {
     assert!(v.get("warnings").is_none(), "{v}");
 }
 
-/// Runs `auralguard predict` on `model`; asserts it fails and returns its stderr.
-fn predict_fails(model: &std::path::Path) -> String {
-    let out = std::process::Command::new(common::auralguard_binary())
-        .args(["predict", "--model"])
+/// Runs `auralguard predict` on `model` with at most `limit_mb` of address space (so a build
+/// that tries to allocate what the manifest asks for fails fast instead of taking the machine);
+/// asserts it fails and returns its stderr.
+fn predict_fails(model: &std::path::Path, limit_mb: u64) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(common::auralguard_binary());
+    cmd.args(["predict", "--model"])
         .arg(model)
-        .arg(common::parity_dir().join("speech_16k_pcm16.wav"))
-        .output()
-        .expect("run");
+        .arg(common::parity_dir().join("speech_16k_pcm16.wav"));
+    let bytes = limit_mb * 1024 * 1024;
+    // SAFETY: between fork and exec only setrlimit, which is async-signal-safe, runs.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run");
     assert!(!out.status.success());
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Finding 10. `models/demo`'s network pools over time, so its weights fit any window length:
+/// a manifest asking for a 10⁶-second window loads and, on 2c3c99f, warm-up tries to allocate
+/// gigabytes. Now the manifest itself is refused, naming the field, within seconds.
 #[test]
 fn a_package_with_absurd_sizes_is_refused_with_a_message_not_a_crash() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = common::repo_root().join("models/seed-random");
+    let src = common::repo_root().join("models/demo");
     for f in ["auralguard.json", "model.safetensors"] {
         std::fs::copy(src.join(f), dir.path().join(f)).expect("copy");
     }
@@ -380,20 +404,22 @@ fn a_package_with_absurd_sizes_is_refused_with_a_message_not_a_crash() {
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifest_path).expect("read")).expect("json");
     manifest["window"]["seconds"] = serde_json::json!(1e6);
+    manifest["window"]["hop_seconds"] = serde_json::json!(1e6);
     std::fs::write(&manifest_path, manifest.to_string()).expect("write");
     let t0 = Instant::now();
-    let stderr = predict_fails(dir.path());
+    let stderr = predict_fails(dir.path(), 4096);
     assert!(stderr.contains("window.seconds"), "{stderr}");
     assert!(t0.elapsed() < Duration::from_secs(10));
     // Weights that do not match the architecture are refused from their header alone.
-    manifest["window"]["seconds"] = serde_json::json!(15.0);
+    manifest["window"]["seconds"] = serde_json::json!(4.0);
+    manifest["window"]["hop_seconds"] = serde_json::json!(4.0);
     std::fs::write(&manifest_path, manifest.to_string()).expect("write");
     let header = br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
     let mut fake = (header.len() as u64).to_le_bytes().to_vec();
     fake.extend_from_slice(header);
     fake.extend_from_slice(&[0; 4]);
     std::fs::write(dir.path().join("model.safetensors"), fake).expect("write");
-    let stderr = predict_fails(dir.path());
+    let stderr = predict_fails(dir.path(), 4096);
     assert!(stderr.contains("invalid model weights"), "{stderr}");
 }
 
@@ -413,15 +439,13 @@ fn host_port(server: &Server) -> String {
 #[test]
 fn slow_clients_do_not_starve_honest_ones() {
     use std::io::{Read, Write};
-    let mut server = Server::start(&[
-        "--max-concurrent",
-        "2",
-        "--upload-grace-seconds",
-        "1",
-        "--min-upload-bytes-per-second",
-        "1000",
-        "--header-timeout-seconds",
-        "1",
+    // Set through the environment, so that a build without these settings (2c3c99f) starts
+    // anyway and shows the starvation instead of refusing unknown flags.
+    let mut server = Server::start_env(&[
+        ("AURALGUARD_MAX_CONCURRENT", "2"),
+        ("AURALGUARD_UPLOAD_GRACE_SECONDS", "1"),
+        ("AURALGUARD_MIN_UPLOAD_BYTES_PER_SECOND", "1000"),
+        ("AURALGUARD_HEADER_TIMEOUT_SECONDS", "1"),
     ]);
     let target = host_port(&server);
     let clip = wav(16_000, false, &fixture_samples("speech_16k_pcm16.wav"));
@@ -502,4 +526,43 @@ fn slow_clients_do_not_starve_honest_ones() {
         );
     }
     assert_alive_and_counted(&mut server, "slow_client", 30.0);
+}
+
+/// A full disk under the prediction log (the embedded SQLite store here; the MongoDB spool in
+/// `mongo_store.rs`): a verdict whose record cannot be written is refused with 503
+/// `log_unavailable` and counted, never answered without its record, and the server lives on.
+/// `--serve-unlogged` answers it instead, saying `not_logged`.
+#[test]
+fn a_verdict_is_not_answered_without_its_record_unless_asked() {
+    common::server::ignore_file_size_signal();
+    let clip = wav(16_000, false, &fixture_samples("speech_16k_pcm16.wav"));
+    for serve_unlogged in [false, true] {
+        let flags: &[&str] = if serve_unlogged {
+            &["--serve-unlogged"]
+        } else {
+            &[]
+        };
+        let mut server = Server::start(flags);
+        assert_eq!(upload(&server, "room.wav", clip.clone()).status(), 200);
+        server.limit_file_size(0);
+        let resp = upload(&server, "full.wav", clip.clone());
+        if serve_unlogged {
+            assert_eq!(resp.status(), 200);
+            let v: serde_json::Value = resp.json().expect("verdict");
+            assert_eq!(v["warnings"][0]["code"], "not_logged", "{v}");
+        } else {
+            assert_eq!(
+                resp.headers().get("retry-after").map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+            expect_error(resp, 503, "log_unavailable");
+        }
+        assert!(server.alive(), "the server died");
+        assert!(
+            scrape(&server)
+                .lines()
+                .any(|l| l == "auralguard_store_write_failures_total 1"),
+            "one failed write counted"
+        );
+    }
 }

@@ -184,12 +184,19 @@ struct LoggedTo {
 }
 
 impl LoggedTo {
-    /// `None` (the test skips) when the database binary is missing.
+    /// A database that syncs every commit. `None` (the test skips) when the database binary is
+    /// missing.
     fn start(name: &str) -> Option<Self> {
+        Self::start_flags(name, &["--sync-on-commit"])
+    }
+
+    /// [`LoggedTo::start`] with the database's flags chosen (none: a commit is on disk only
+    /// when the client asked for a journaled write).
+    fn start_flags(name: &str, flags: &[&str]) -> Option<Self> {
         let bin = common::mongo::binary()?;
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
-        let db = MongoServer::start(&bin, data.path());
+        let db = MongoServer::start_flags(&bin, data.path(), flags);
         let uri = db.uri(name);
         let spool = work.path().join("spool").to_str().unwrap().to_string();
         Some(Self {
@@ -206,9 +213,13 @@ impl LoggedTo {
     }
 }
 
+/// Findings 7 and 8. The database runs as mongod does by default: a commit reaches its disk
+/// only when the write asks for the journal. It is SIGKILLed under load, so only journaled
+/// writes survive; 2c3c99f acknowledged a prediction on an unjournaled write and lost the
+/// records the database had not synced yet.
 #[test]
 fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_server_is_killed() {
-    let Some(mut logged) = LoggedTo::start("outage") else {
+    let Some(mut logged) = LoggedTo::start_flags("outage", &[]) else {
         return;
     };
     let mut acknowledged = Vec::new();
@@ -287,28 +298,7 @@ fn no_prediction_is_lost_or_doubled_when_the_database_dies_mid_load_and_the_serv
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let client = mongodb::sync::Client::with_uri_str(&logged.uri).unwrap();
-    let coll = client
-        .database("outage")
-        .collection::<Document>("predictions");
-    let stored: Vec<String> = coll
-        .find(doc! {})
-        .run()
-        .unwrap()
-        .map(|d| d.unwrap().get_str("_id").unwrap().to_string())
-        .collect();
-    let want: BTreeSet<&String> = acknowledged.iter().collect();
-    let got: BTreeSet<&String> = stored.iter().collect();
-    assert_eq!(want.len(), acknowledged.len(), "request ids must be unique");
-    assert_eq!(
-        stored.len(),
-        acknowledged.len(),
-        "no record doubled or lost"
-    );
-    assert_eq!(
-        got, want,
-        "the database holds exactly the acknowledged predictions"
-    );
+    assert_holds_exactly(&stored_ids(&logged.uri, "outage"), &acknowledged);
 
     // /statistics is answered by the database's aggregation and agrees.
     let st: serde_json::Value = Client::new()
@@ -387,4 +377,179 @@ fn a_frozen_database_stalls_neither_predictions_nor_probes() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Waits (up to `within`) until `/health`'s store section satisfies `done`; returns it.
+fn wait_for_store(
+    server: &Server,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let h = health(server);
+        if done(&h["store"]) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{what}: {h}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The database's request ids are exactly the acknowledged ones: none lost, none doubled.
+fn assert_holds_exactly(stored: &[String], acknowledged: &[String]) {
+    let want: BTreeSet<&String> = acknowledged.iter().collect();
+    let got: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(want.len(), acknowledged.len(), "request ids must be unique");
+    assert_eq!(
+        stored.len(),
+        acknowledged.len(),
+        "no record doubled or lost"
+    );
+    assert_eq!(
+        got, want,
+        "the database holds exactly the acknowledged predictions"
+    );
+}
+
+/// The request ids in `db`'s `predictions` collection, read through `uri`.
+fn stored_ids(uri: &str, db: &str) -> Vec<String> {
+    mongodb::sync::Client::with_uri_str(uri)
+        .unwrap()
+        .database(db)
+        .collection::<Document>("predictions")
+        .find(doc! {})
+        .run()
+        .unwrap()
+        .map(|d| d.unwrap().get_str("_id").unwrap().to_string())
+        .collect()
+}
+
+/// Finding 9: a refused login or a missing privilege is the deployment's fault, not the
+/// record's. Records written while the server logs in with a wrong password, and then as a user
+/// who may only read, wait in the spool and reach the database once the server runs as a user
+/// who may write. 2c3c99f took the privilege error (`Unauthorized`, a command error) as a
+/// verdict on the records and set every one of them aside for good.
+#[test]
+fn records_refused_for_credentials_or_privileges_wait_for_good_ones() {
+    let Some(mut logged) = LoggedTo::start("authz") else {
+        return;
+    };
+    let admin = mongodb::sync::Client::with_uri_str(logged.db.uri("admin")).unwrap();
+    for (user, role) in [("reader", "read"), ("writer", "readWrite")] {
+        admin
+            .database("admin")
+            .run_command(doc! {
+                "createUser": user, "pwd": "secret", "roles": [{"role": role, "db": "authz"}],
+            })
+            .run()
+            .unwrap();
+    }
+    drop(admin);
+    logged.db.restart_with(&["--sync-on-commit", "--auth"]);
+    let uri = |user: &str, password: &str| {
+        format!(
+            "mongodb://{user}:{password}@127.0.0.1:{}/authz?authSource=admin",
+            logged.db.port
+        )
+    };
+    let client = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+
+    // 1. A wrong password, then a user without the insert privilege: predictions are answered
+    //    from the spool, the log says degraded, and the writer keeps trying (several rounds of
+    //    its back-off) without setting anything aside.
+    let mut acknowledged = Vec::new();
+    for (user, password) in [("writer", "wrong"), ("reader", "secret")] {
+        let server = Server::start_with(&[
+            "--mongodb-uri",
+            &uri(user, password),
+            "--spool-dir",
+            &logged.spool,
+        ]);
+        for _ in 0..3 {
+            acknowledged.push(predict(&client, &server.base).expect("a prediction"));
+        }
+        wait_for_store(&server, Duration::from_secs(15), "never degraded", |s| {
+            s["state"] == "degraded"
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let h = health(&server);
+        assert_eq!(
+            h["store"]["set_aside"], 0,
+            "records set aside when logged in as {user}: {h}"
+        );
+        assert_eq!(h["store"]["spooled"], acknowledged.len(), "{h}");
+        assert_eq!(server.terminate().code(), Some(0));
+    }
+
+    // 2. A user who may write: everything that waited is delivered.
+    let writer = uri("writer", "secret");
+    let server = Server::start_with(&["--mongodb-uri", &writer, "--spool-dir", &logged.spool]);
+    wait_for_store(
+        &server,
+        Duration::from_secs(60),
+        "the spool never drained",
+        |s| s["state"] == "ok" && s["spooled"] == 0,
+    );
+    assert_holds_exactly(&stored_ids(&writer, "authz"), &acknowledged);
+}
+
+/// Finding 7: the disk under the spool fills up (a file-size limit on the server process makes
+/// its writes fail part-way, exactly as ENOSPC does), then has room again, then the database
+/// returns. Every prediction answered 200 must reach the database, and a prediction whose record
+/// could not be written must not be answered 200. On 2c3c99f a write that failed part-way left
+/// its bytes in the spool, the next record was appended onto them, and the pair came back as one
+/// unreadable line that was set aside; and a record that could not be kept was answered anyway.
+#[test]
+fn a_full_disk_under_the_spool_loses_no_acknowledged_prediction() {
+    let Some(mut logged) = LoggedTo::start("fulldisk") else {
+        return;
+    };
+    logged.db.kill();
+    common::server::ignore_file_size_signal();
+    let server = Server::start_with(&logged.args());
+    server.limit_file_size(16 * 1024);
+    let client = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let (mut acknowledged, mut refused) = (Vec::new(), 0);
+    while refused < 3 && acknowledged.len() < 200 {
+        match predict(&client, &server.base) {
+            Ok(id) => acknowledged.push(id),
+            Err(e) => {
+                assert!(
+                    e.starts_with("503") && e.contains("log_unavailable"),
+                    "a record that cannot be kept is a 503 log_unavailable, got {e}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        refused,
+        3,
+        "{} predictions were answered although the spool could hold only 16 KiB",
+        acknowledged.len()
+    );
+
+    // Room again: predictions are kept and answered.
+    server.limit_file_size(libc::RLIM_INFINITY);
+    for _ in 0..5 {
+        acknowledged.push(predict(&client, &server.base).expect("the disk has room again"));
+    }
+
+    logged.db.restart();
+    let h = wait_for_store(
+        &server,
+        Duration::from_secs(60),
+        "the spool never drained",
+        |s| s["state"] == "ok" && s["spooled"] == 0,
+    );
+    assert_eq!(h["store"]["set_aside"], 0, "{h}");
+    assert_holds_exactly(&stored_ids(&logged.uri, "fulldisk"), &acknowledged);
 }

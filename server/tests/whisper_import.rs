@@ -232,7 +232,7 @@ fn the_shipped_whisper_package_serves_predict_and_oip() {
     let server = common::server::Server::start_model_env(
         "models/whisper-base",
         &["--no-store"],
-        &[(store::STORE_ENV, store_dir.as_path())],
+        &[(store::STORE_ENV, store_dir.as_os_str())],
     );
     let clip = std::fs::read(common::repo_root().join("examples/audio/speech.wav")).unwrap();
     let verdicts: Vec<serde_json::Value> = std::thread::scope(|s| {

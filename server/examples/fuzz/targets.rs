@@ -293,6 +293,7 @@ fn app_state(detector: Detector) -> anyhow::Result<Arc<auralguard::api::AppState
             grace: Duration::from_secs(10),
             max_buffered_bytes: 512 << 20,
         }),
+        serve_unlogged: false,
     }))
 }
 

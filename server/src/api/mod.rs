@@ -75,6 +75,9 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// Pace and buffer budget of request bodies.
     pub uploads: upload_guard::UploadGuard,
+    /// Answer a prediction whose log record could not be kept (with a `not_logged` warning)
+    /// instead of refusing it with 503.
+    pub serve_unlogged: bool,
 }
 
 /// Reads and drops up to `limit` bytes of a body, so that a client still uploading reads a clean

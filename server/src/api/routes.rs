@@ -400,7 +400,7 @@ const SPECTROGRAM_WINDOWS: usize = 8;
         (status = 413, description = "Upload over --max-upload-mb", body = ErrorBody),
         (status = 415, description = "Not an audio Content-Type, or an audio format not supported", body = ErrorBody),
         (status = 422, description = "Empty, corrupt or too long audio", body = ErrorBody),
-        (status = 503, description = "Overloaded (Retry-After is set)", body = ErrorBody),
+        (status = 503, description = "Overloaded, or the verdict's log record could not be kept (`log_unavailable`); Retry-After is set", body = ErrorBody),
         (status = 504, description = "Over --request-timeout-seconds", body = ErrorBody),
     )
 )]
@@ -519,7 +519,24 @@ async fn predict(
         .inc();
     verdict.request_id = Some(request_id);
     if let Some(store) = state.store.clone() {
-        log_prediction(&state, store, &verdict, sha256, client.to_string()).await;
+        if let Err(e) = log_prediction(&state, store, &verdict, sha256, client.to_string()).await {
+            if !state.serve_unlogged {
+                return Err(ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "log_unavailable",
+                        "the verdict is withheld because its record could not be kept (the \
+                         server log has the cause); try again",
+                    )
+                });
+            }
+            tracing::warn!(error = %e, "answering a prediction whose record was not kept (--serve-unlogged)");
+            verdict.warnings.push(crate::verdict::Warning {
+                code: "not_logged".into(),
+                message: "the prediction log could not keep this verdict's record".into(),
+            });
+        }
     }
     Ok(Json(verdict))
 }
@@ -541,14 +558,16 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// Writes the prediction's record; a failure is logged and counted, never fails the request.
+/// Writes the prediction's record (durably: the store returns once it is on disk). A failure is
+/// logged, counted and returned: a verdict is only acknowledged with its record kept, unless the
+/// operator chose `--serve-unlogged`.
 async fn log_prediction(
     state: &AppState,
     store: Arc<dyn crate::store::PredictionStore>,
     v: &Verdict,
     sha256: String,
     client: String,
-) {
+) -> Result<(), String> {
     let record = crate::store::PredictionRecord {
         request_id: v.request_id.clone().unwrap_or_default(),
         filename: v.filename.clone(),
@@ -571,9 +590,13 @@ async fn log_prediction(
         Ok(Err(e)) => Some(e.to_string()),
         Err(e) => Some(e.to_string()),
     };
-    if let Some(e) = failure {
-        state.metrics.store_write_failures.inc();
-        tracing::error!(error = %e, request_id = ?v.request_id, "prediction log write failed");
+    match failure {
+        None => Ok(()),
+        Some(e) => {
+            state.metrics.store_write_failures.inc();
+            tracing::error!(error = %e, request_id = ?v.request_id, "prediction log write failed");
+            Err(e)
+        }
     }
 }
 

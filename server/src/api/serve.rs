@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub connections: ConnectionLimits,
     /// Minimum upload rate and the shared budget of buffered upload bytes.
     pub uploads: UploadPolicy,
+    /// Answer predictions whose log record could not be kept instead of refusing them.
+    pub serve_unlogged: bool,
 }
 
 /// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish (for at
@@ -73,6 +75,7 @@ pub async fn serve(
         store: config.store,
         api_key: config.api_key,
         uploads: UploadGuard::new(config.uploads),
+        serve_unlogged: config.serve_unlogged,
     });
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

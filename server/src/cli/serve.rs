@@ -79,13 +79,21 @@ pub struct ServeArgs {
     #[arg(long, env = "AURALGUARD_SPOOL_DIR")]
     pub spool_dir: Option<std::path::PathBuf>,
 
-    /// Largest on-disk spool, in megabytes; beyond it records are dropped and counted.
+    /// Largest on-disk spool, in megabytes; beyond it predictions get 503 `log_unavailable`
+    /// (or, with `--serve-unlogged`, an answer whose record is not kept).
     #[arg(long, env = "AURALGUARD_SPOOL_MAX_MB", default_value_t = 256)]
     pub spool_max_mb: u64,
 
     /// Do not log predictions (`/statistics` and `/predictions` then answer 404).
     #[arg(long, env = "AURALGUARD_NO_STORE")]
     pub no_store: bool,
+
+    /// When a prediction's record cannot be kept (disk full, spool full, database refusing),
+    /// still answer it, with a `not_logged` warning and `auralguard_store_write_failures_total`
+    /// counting it. Default: refuse with 503 `log_unavailable`, so that every answered
+    /// prediction is in the log.
+    #[arg(long, env = "AURALGUARD_SERVE_UNLOGGED")]
+    pub serve_unlogged: bool,
 
     /// Require this key (header `Authorization: Bearer <key>` or `X-API-Key: <key>`) on every
     /// route except /health, /ready, /metrics, the OIP health routes and the web page.
@@ -302,6 +310,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             grace: upload_grace,
             max_buffered_bytes: args.max_buffered_upload_mb.saturating_mul(1 << 20),
         },
+        serve_unlogged: args.serve_unlogged,
     };
     runtime.block_on(serve(detector, config, |addr| {
         // One machine-readable line on stdout so scripts and tests learn the port.

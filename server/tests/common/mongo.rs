@@ -33,6 +33,7 @@ pub struct MongoServer {
     /// Its port.
     pub port: u16,
     data: PathBuf,
+    flags: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -42,13 +43,12 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn spawn(binary: &Path, port: u16, data: &Path) -> Child {
+fn spawn(binary: &Path, port: u16, data: &Path, flags: &[String]) -> Child {
     let child = Command::new(binary)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--storage-path")
         .arg(data)
-        // Acknowledged writes must be on disk: the outage test kills the server with SIGKILL.
-        .arg("--sync-on-commit")
+        .args(flags)
         .args(["--log-level", "WARNING"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -66,14 +66,23 @@ fn spawn(binary: &Path, port: u16, data: &Path) -> Child {
 }
 
 impl MongoServer {
-    /// Starts a server storing its data in `data`.
+    /// Starts a server storing its data in `data` that syncs every commit to disk, whatever
+    /// the client's write concern.
     pub fn start(binary: &Path, data: &Path) -> Self {
+        Self::start_flags(binary, data, &["--sync-on-commit"])
+    }
+
+    /// Starts a server with these extra flags (none: like mongod's defaults, a commit reaches
+    /// the disk only when the client's write concern asks for the journal, `j: true`).
+    pub fn start_flags(binary: &Path, data: &Path, flags: &[&str]) -> Self {
         let port = free_port();
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         Self {
-            child: spawn(binary, port, data),
+            child: spawn(binary, port, data, &flags),
             binary: binary.to_path_buf(),
             port,
             data: data.to_path_buf(),
+            flags,
         }
     }
 
@@ -107,9 +116,17 @@ impl MongoServer {
         assert!(status.success(), "kill {sig} failed");
     }
 
-    /// Starts it again on the same port and data.
+    /// Starts it again on the same port and data, with the same flags.
     pub fn restart(&mut self) {
-        self.child = spawn(&self.binary, self.port, &self.data);
+        self.child = spawn(&self.binary, self.port, &self.data, &self.flags);
+    }
+
+    /// Starts it again on the same port and data with other flags (e.g. `--auth` once users
+    /// exist).
+    pub fn restart_with(&mut self, flags: &[&str]) {
+        self.kill();
+        self.flags = flags.iter().map(|f| f.to_string()).collect();
+        self.restart();
     }
 }
 

@@ -26,6 +26,24 @@ impl Server {
         server
     }
 
+    /// Starts the server on the bundled model with a throwaway SQLite log, configured through
+    /// environment variables only: a build that predates a setting ignores the variable where it
+    /// would refuse an unknown flag, so the same test can run against an older binary
+    /// (`AURALGUARD_TEST_BINARY`) and fail for the right reason.
+    pub fn start_env(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("predictions.db");
+        let model = super::repo_root().join("models/seed-random");
+        let env: Vec<(&str, &std::ffi::OsStr)> = env
+            .iter()
+            .map(|(k, v)| (*k, std::ffi::OsStr::new(v)))
+            .chain([("AURALGUARD_STORE_PATH", store.as_os_str())])
+            .collect();
+        let mut server = Self::start_model_env(model.to_str().expect("utf-8 repo path"), &[], &env);
+        server._dir = Some(dir);
+        server
+    }
+
     /// Starts the server on the bundled model with exactly these extra flags, waits until ready.
     pub fn start_with(extra: &[&str]) -> Self {
         let model = super::repo_root().join("models/seed-random");
@@ -40,7 +58,7 @@ impl Server {
 
     /// [`Server::start_model`] with extra environment variables (e.g. the encoder store of a
     /// Whisper package).
-    pub fn start_model_env(model: &str, extra: &[&str], env: &[(&str, &std::path::Path)]) -> Self {
+    pub fn start_model_env(model: &str, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut child = Command::new(super::auralguard_binary())
             .current_dir(super::repo_root())
             .args([
@@ -76,6 +94,26 @@ impl Server {
         };
         server.wait_ready();
         server
+    }
+
+    /// Limits the size of any file the server writes from now on (`RLIMIT_FSIZE`), in bytes:
+    /// a write past it fails part-way with EFBIG, as one on a full disk fails with ENOSPC.
+    /// Start the server after [`ignore_file_size_signal`], or the first such write kills it.
+    pub fn limit_file_size(&self, bytes: u64) {
+        let lim = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit reads `lim` and writes nothing back (null old-limit pointer).
+        let rc = unsafe {
+            libc::prlimit(
+                self.pid() as libc::pid_t,
+                libc::RLIMIT_FSIZE,
+                &lim,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
     }
 
     /// The server's process id (for `/proc` measurements).
@@ -155,5 +193,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Ignores SIGXFSZ in this test process, and so in the servers it starts from now on (an
+/// ignored signal stays ignored across exec): a write past [`Server::limit_file_size`] then
+/// fails with EFBIG instead of killing the server.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
