@@ -9,9 +9,13 @@
 //!   `retry_interval` and take the Lease over once it has expired or been released.
 //! * Every write carries the `resourceVersion` that was read, so when two replicas race the API
 //!   server accepts one write and rejects the other with a conflict.
-//! * A holder that cannot renew for a whole lease duration must assume someone else took over
-//!   and stop reconciling; on a clean shutdown it *releases* the Lease (clears the holder) so a
-//!   standby takes over at once instead of waiting for expiry.
+//! * A holder that cannot renew within its *renew deadline* (shorter than the lease duration)
+//!   stops leading, so it has stepped down before any standby can consider the Lease expired:
+//!   there is never a moment with two leaders. Only a successful write counts as a renewal, and
+//!   its time is taken from *before* the request went out. Every request has a timeout, so an
+//!   API server that stops answering cannot hold a round (and the step-down) up.
+//! * On a clean shutdown the holder *releases* the Lease (clears the holder) so a standby takes
+//!   over at once instead of waiting for expiry.
 //!
 //! [`decide`] is the pure rule; [`LeaderElector::round`] performs one read-decide-write round and
 //! [`LeaderElector::run`] loops and publishes leadership on a watch channel.
@@ -24,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
@@ -40,23 +45,55 @@ pub struct LeaseConfig {
     pub identity: String,
     /// How long a Lease stays valid without renewal.
     pub lease_duration: Duration,
-    /// How often the holder renews.
+    /// How long the holder keeps leading without a successful renewal. Shorter than
+    /// `lease_duration`: the margin covers clock rate differences and the time a write takes.
+    pub renew_deadline: Duration,
+    /// How often the holder renews while renewals succeed.
     pub renew_interval: Duration,
-    /// How often a standby replica tries to acquire.
+    /// How often a standby replica tries to acquire, and how soon a holder retries a failed
+    /// renewal.
     pub retry_interval: Duration,
+    /// Longest wait for one round (read and write) while not leading; a leader's rounds are
+    /// bounded by what is left of its renew deadline instead.
+    pub request_timeout: Duration,
 }
 
 impl LeaseConfig {
-    /// client-go's defaults: 15 s lease, renew every 5 s, retry every 2 s.
+    /// client-go's defaults: 15 s lease, 10 s renew deadline, retry every 2 s; renew every 5 s
+    /// while all is well, and give a standby's round 5 s.
     pub fn new(name: String, namespace: String, identity: String) -> Self {
         Self {
             name,
             namespace,
             identity,
             lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
             renew_interval: Duration::from_secs(5),
             retry_interval: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// Refuses timings that would allow two leaders or a leader that never renews in time.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: &str| Err(Error::Lease(format!("leader election timing: {m}")));
+        if self.lease_duration.as_secs() < 1 {
+            return fail("the lease duration must be at least 1 s");
+        }
+        if self.renew_deadline >= self.lease_duration {
+            return fail("the renew deadline must be shorter than the lease duration");
+        }
+        if self.renew_interval >= self.renew_deadline || self.retry_interval >= self.renew_deadline
+        {
+            return fail("the renew and retry intervals must be shorter than the renew deadline");
+        }
+        if self.retry_interval.is_zero() || self.renew_interval.is_zero() {
+            return fail("the renew and retry intervals must be positive");
+        }
+        if self.request_timeout.is_zero() {
+            return fail("the request timeout must be positive");
+        }
+        Ok(())
     }
 }
 
@@ -168,8 +205,21 @@ impl LeaderElector {
         }
     }
 
-    /// Gives the Lease up if this replica holds it, so a standby takes over immediately.
+    /// Gives the Lease up if this replica holds it, so a standby takes over immediately. Bounded
+    /// by `request_timeout`: shutdown never waits on an API server that stopped answering (the
+    /// Lease then simply expires).
     pub async fn release(&self) -> Result<()> {
+        tokio::time::timeout(self.cfg.request_timeout, self.release_now())
+            .await
+            .map_err(|_| {
+                Error::Lease(format!(
+                    "no answer within {:?} while releasing the lease",
+                    self.cfg.request_timeout
+                ))
+            })?
+    }
+
+    async fn release_now(&self) -> Result<()> {
         let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
             return Ok(());
         };
@@ -190,30 +240,56 @@ impl LeaderElector {
 
     /// Keeps acquiring or renewing until `stop` turns true, publishing leadership on `leader`.
     ///
-    /// A holder whose renewals keep failing publishes `false` once a whole lease duration has
-    /// passed since its last successful renewal: by then another replica may have taken over.
+    /// Leadership lasts until `renew_deadline` after the start of the last successful round. A
+    /// failed or unanswered renewal is retried every `retry_interval` within that time, and each
+    /// try is cut off where the deadline falls, so `false` is published at the deadline at the
+    /// latest, well before a standby may take the Lease over (`lease_duration` after the
+    /// renewal it last saw). Losing the Lease to another holder (or a write conflict) ends
+    /// leadership at once.
     pub async fn run(&self, leader: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
-        let mut last_renewal: Option<Timestamp> = None;
+        let mut renewed_at: Option<Instant> = None;
         loop {
-            let held = match self.round().await {
-                Ok(held) => held,
-                Err(e) => {
-                    warn!(error = %e, "leader election round failed");
-                    let lease = SignedDuration::try_from(self.cfg.lease_duration)
-                        .unwrap_or(SignedDuration::from_secs(15));
-                    last_renewal.is_some_and(|t| t + lease > self.clock.now())
+            let started = Instant::now();
+            let budget = match renewed_at {
+                Some(t) => (t + self.cfg.renew_deadline).saturating_duration_since(started),
+                None => self.cfg.request_timeout,
+            };
+            let outcome = if budget.is_zero() {
+                Err("the renew deadline passed".to_string())
+            } else {
+                match tokio::time::timeout(budget, self.round()).await {
+                    Ok(Ok(held)) => Ok(held),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {budget:?}")),
                 }
             };
-            if held {
-                last_renewal = Some(self.clock.now());
-            } else {
-                last_renewal = None;
+            let failed = outcome.is_err();
+            renewed_at = match outcome {
+                Ok(true) => Some(started),
+                Ok(false) => None,
+                Err(e) => {
+                    warn!(error = %e, "leader election round failed");
+                    renewed_at.filter(|t| Instant::now() < *t + self.cfg.renew_deadline)
+                }
+            };
+            let held = renewed_at.is_some();
+            let changed = leader.send_if_modified(|v| std::mem::replace(v, held) != held);
+            if changed && !held {
+                warn!(lease = %self.cfg.name, identity = %self.cfg.identity, "stopped leading");
             }
-            leader.send_if_modified(|v| std::mem::replace(v, held) != held);
-            let wait = if held {
-                self.cfg.renew_interval
-            } else {
-                self.cfg.retry_interval
+            let wait = match renewed_at {
+                // Wake at the deadline at the latest, to step down on time.
+                Some(t) => {
+                    let every = if failed {
+                        self.cfg.retry_interval
+                    } else {
+                        self.cfg.renew_interval
+                    };
+                    every.min(
+                        (t + self.cfg.renew_deadline).saturating_duration_since(Instant::now()),
+                    )
+                }
+                None => self.cfg.retry_interval,
             };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -257,5 +333,20 @@ mod tests {
         assert_eq!(decide(Some(&released), "me", now), LeaseAction::TakeOver);
         let empty = Lease::default();
         assert_eq!(decide(Some(&empty), "me", now), LeaseAction::TakeOver);
+    }
+
+    #[test]
+    fn timings_that_could_make_two_leaders_are_refused() {
+        let ok = LeaseConfig::new("l".into(), "ns".into(), "me".into());
+        ok.validate().unwrap();
+        let mut late = ok.clone();
+        late.renew_deadline = late.lease_duration;
+        assert!(late.validate().is_err());
+        let mut slow = ok.clone();
+        slow.retry_interval = slow.renew_deadline;
+        assert!(slow.validate().is_err());
+        let mut busy = ok;
+        busy.request_timeout = Duration::ZERO;
+        assert!(busy.validate().is_err());
     }
 }

@@ -214,12 +214,11 @@ async fn main() -> anyhow::Result<()> {
             .lease_namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
-        Arc::new(LeaderElector::new(
-            client.clone(),
-            LeaseConfig::new(cli.lease_name.clone(), lease_ns, identity.clone()),
-            clock,
-        ))
+        let cfg = LeaseConfig::new(cli.lease_name.clone(), lease_ns, identity.clone());
+        cfg.validate()
+            .map(|()| Arc::new(LeaderElector::new(client.clone(), cfg, clock)))
     });
+    let elector = elector.transpose()?;
     let election_task = elector.clone().map(|e| {
         let stop = stop_rx.clone();
         tokio::spawn(async move { e.run(leader_tx, stop).await })

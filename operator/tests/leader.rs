@@ -133,3 +133,114 @@ async fn renews_its_own_lease_and_releases_it_on_shutdown() {
     release.await.unwrap().unwrap();
     api.expect_silence().await;
 }
+
+/// Runs the elector's loop in the background; returns its leadership channel and stop switch.
+fn run_in_background(
+    e: Arc<LeaderElector>,
+) -> (
+    tokio::sync::watch::Receiver<bool>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move { e.run(leader_tx, stop_rx).await });
+    (leader_rx, stop_tx, task)
+}
+
+/// The first round of `run`: no Lease yet, so it creates one and leads. Returns when leadership
+/// is published, at the (paused) time the round started.
+async fn acquire(api: &mut support::ApiServer, leader: &mut tokio::sync::watch::Receiver<bool>) {
+    api.expect(Method::GET, LEASE).await.not_found();
+    api.expect(Method::POST, LEASES).await.echo();
+    leader.wait_for(|l| *l).await.unwrap();
+}
+
+fn server_error() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "reason": "InternalError", "message": "etcdserver: request timed out", "code": 500})
+}
+
+/// Finding 1 of the rollout review: a leader whose renewals fail must stop leading within its
+/// renew deadline (10 s), before any standby may take the 15 s Lease over. On 2c3c99f a failed
+/// round counted as a renewal, so the replica led forever beside the one that took over.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewals_fail_steps_down_before_the_lease_expires() {
+    let (e, mut api, _) = elector();
+    let (mut leader, stop, task) = run_in_background(e);
+    let t0 = tokio::time::Instant::now();
+    acquire(&mut api, &mut leader).await;
+    let mut failed_tries = 0;
+    let stepped_down = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            tokio::select! {
+                r = leader.wait_for(|l| !*l) => { r.unwrap(); break; }
+                ex = api.expect(Method::GET, LEASE) => {
+                    ex.respond(StatusCode::INTERNAL_SERVER_ERROR, &server_error());
+                    failed_tries += 1;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        stepped_down.is_ok(),
+        "still leading 60 s after renewals began to fail"
+    );
+    let led_for = t0.elapsed();
+    assert!(
+        led_for <= std::time::Duration::from_secs(10),
+        "led for {led_for:?} without a renewal; the renew deadline is 10 s"
+    );
+    assert!(
+        failed_tries >= 2,
+        "a failed renewal is retried before stepping down ({failed_tries} tries)"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// The same when the API server stops answering altogether: a renewal that hangs is cut off at
+/// the deadline (2c3c99f waited on it forever, still leading).
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewal_hangs_steps_down_at_the_renew_deadline() {
+    let (e, mut api, _) = elector();
+    let (mut leader, stop, task) = run_in_background(e);
+    let t0 = tokio::time::Instant::now();
+    acquire(&mut api, &mut leader).await;
+    // The first renewal (after 5 s) is never answered.
+    let unanswered = api.expect(Method::GET, LEASE).await;
+    let stepped_down =
+        tokio::time::timeout(std::time::Duration::from_secs(60), leader.wait_for(|l| !*l)).await;
+    assert!(
+        stepped_down.is_ok(),
+        "still leading on a renewal that never came back"
+    );
+    let led_for = t0.elapsed();
+    assert!(
+        led_for <= std::time::Duration::from_secs(10),
+        "led for {led_for:?} on an unanswered renewal; the renew deadline is 10 s"
+    );
+    drop(unanswered);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// Renewals that succeed keep the leadership going past any deadline.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewals_succeed_keeps_leading() {
+    let (e, mut api, _) = elector();
+    let (mut leader, stop, task) = run_in_background(e);
+    acquire(&mut api, &mut leader).await;
+    let t0 = tokio::time::Instant::now();
+    for _ in 0..6 {
+        api.expect(Method::GET, LEASE)
+            .await
+            .ok(&lease(Some("pod-a"), "2030-01-01T00:00:00.000000Z"));
+        api.expect(Method::PUT, LEASE).await.echo();
+    }
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(25));
+    assert!(*leader.borrow(), "six renewals in a row, yet not leading");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
