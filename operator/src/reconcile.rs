@@ -154,18 +154,36 @@ async fn reconcile_detector(det: &AudioDetector, ctx: &Context) -> Result<Action
         selector: selector_string(&selector_labels(&name)),
     });
     if det.status.as_ref() != Some(&new_status) {
-        let body = json!({
+        // Optimistic concurrency: the status was computed from this version of the detector
+        // (its previous status included). Should the detector have changed since (another
+        // reconcile's status, a spec edit, a watch cache behind), the API server refuses with
+        // a conflict; nothing of this decision is reported, and the reconcile reruns at once
+        // on the fresh object instead of overwriting it with transitions derived from a stale
+        // one.
+        let mut body = json!({
             "apiVersion": format!("{GROUP}/{VERSION}"),
             "kind": "AudioDetector",
             "status": new_status,
         });
-        apis.detectors
+        if let Some(rv) = det.resource_version() {
+            body["metadata"] = json!({ "resourceVersion": rv });
+        }
+        let written = apis
+            .detectors
             .patch_status(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&body),
             )
-            .await?;
+            .await;
+        match written {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                info!(detector = %name, "the detector changed while it was reconciled; starting over");
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
+            Err(e) => return Err(e.into()),
+        }
         ctx.metrics
             .writes
             .with_label_values(&["AudioDetector", "status"])

@@ -39,6 +39,7 @@ metadata:
   namespace: voice
   uid: 5f0c1a2b-0000-4000-8000-00000000d3e7
   generation: 1
+  resourceVersion: "700"
 spec:
   model: {source: "models:/deepfake@champion"}
   mlflow: {trackingUri: "http://mlflow.mlflow.svc:5000"}
@@ -136,6 +137,11 @@ impl Cluster {
         let e = api.expect_apply(STATUS).await;
         assert_eq!(e.body["apiVersion"], "auralguard.io/v1alpha1");
         assert_eq!(e.body["kind"], "AudioDetector");
+        assert_eq!(
+            e.body["metadata"]["resourceVersion"].as_str(),
+            self.det.metadata.resource_version.as_deref(),
+            "status is written against the version it was computed from"
+        );
         let status: AudioDetectorStatus = serde_json::from_value(e.body["status"].clone()).unwrap();
         self.det.status = Some(status.clone());
         e.ok(&serde_json::to_value(&self.det).unwrap());
@@ -789,4 +795,37 @@ async fn removing_autoscaling_deletes_the_hpa_and_restores_fixed_replicas() {
     cluster.expect_delete(&mut api, HPA).await;
     cluster.expect_status(&mut api).await;
     finish(task, &mut api).await;
+}
+
+/// Finding 7 of the rollout review: status is written with the detector's `resourceVersion`, so a
+/// reconcile working from a stale copy (here: the API server answers that the detector changed)
+/// writes nothing, reports no Event for transitions it derived from the stale copy, and runs
+/// again at once. 2c3c99f force-applied status without a version and then reported the
+/// transitions, duplicating them or resurrecting what another reconcile had finished.
+#[tokio::test]
+async fn a_status_computed_from_a_stale_detector_is_refused_and_not_reported() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = fakes.context();
+    fakes.resolver.set("champion", Some("1"));
+
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    for path in [SERVICE, STABLE, PDB] {
+        cluster.expect_apply(&mut api, path).await;
+    }
+    let e = api.expect_apply(STATUS).await;
+    assert_eq!(e.body["metadata"]["resourceVersion"], "700");
+    e.respond(
+        StatusCode::CONFLICT,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "reason": "Conflict", "code": 409,
+                "message": "the object has been modified; please apply your changes to the latest version"}),
+    );
+    // No ModelDeployed Event: `finish` fails on any further request.
+    let action = finish(task, &mut api).await;
+    assert!(
+        action == Action::requeue(Duration::from_millis(200)),
+        "a conflict reruns the reconcile at once: {action:?}"
+    );
 }
