@@ -3,7 +3,10 @@
 //! Every number is measured in the same run as its baseline so ratios are meaningful even on a
 //! noisy machine: the network with this crate's channels-last CPU kernels against the same
 //! network on candle's own `conv2d`, batched against unbatched, and sparse against dense mel
-//! filtering. Audio is synthesised (a 16 kHz and a 44.1 kHz WAV) so the bench needs no data.
+//! filtering. Where a stage's work is countable it is also set against the machine's own
+//! ceiling, measured by [`crate::roofline`] in the same run: GFLOP/s against the FMA peak for
+//! the features and the network, GB/s against copy bandwidth for decoding. Audio is
+//! synthesised (a 16 kHz and a 44.1 kHz WAV) so the bench needs no data.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use crate::error::Result;
 use crate::model::arch::seed_cnn::{build_with, ConvPath};
 use crate::model::ModelPackage;
 use crate::pipeline::{Detector, DetectorOptions};
+use crate::roofline::{real_fft_flops, Achieved, Peaks};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -45,6 +49,8 @@ pub struct Timing {
     pub baseline_ms_per_window: Option<f64>,
     /// What the baseline is.
     pub baseline: Option<String>,
+    /// The stage's rate against the machine's ceiling, where its work is countable.
+    pub achieved: Option<Achieved>,
 }
 
 impl Timing {
@@ -71,6 +77,13 @@ pub struct BenchReport {
     pub end_to_end_windows_per_second: f64,
     /// Peak resident memory of the process (VmHWM), MiB, when the OS reports it.
     pub peak_rss_mib: Option<f64>,
+    /// The machine's ceilings, measured in this run.
+    pub peaks: Peaks,
+}
+
+/// `work` units per window done in `ms` per window, as a rate in units per second / 1e9.
+fn rate(work: f64, ms: f64) -> f64 {
+    work / (ms / 1000.0) / 1e9
 }
 
 fn per_window(d: Duration, n: usize) -> f64 {
@@ -126,6 +139,8 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
             ..Default::default()
         },
     )?;
+    progress("machine ceilings (FMA and copy probes)");
+    let peaks = crate::roofline::measure();
     let seconds = window_s * opts.windows as f64;
     std::fs::create_dir_all(&opts.scratch_dir)
         .map_err(|e| crate::Error::io(&opts.scratch_dir, e))?;
@@ -153,16 +168,32 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
             }
             n += 1;
         }
+        let ms = per_window(t0.elapsed(), n);
+        // A 16 kHz PCM16 file is only reformatted: its input bytes against copy bandwidth.
+        let achieved = (label == "decode 16 kHz WAV").then(|| Achieved {
+            rate: rate(window_s * 16_000.0 * 2.0, ms),
+            unit: "GB/s",
+            ceiling: peaks.copy_gb_per_s,
+        });
         timings.push(Timing {
             name: label.into(),
-            ms_per_window: per_window(t0.elapsed(), n),
+            ms_per_window: ms,
             baseline_ms_per_window: None,
             baseline: None,
+            achieved,
         });
     }
 
     if detector.extractor().spectral().is_some() {
-        spectral_timings(opts, &pkg, &detector, &decoded, &mut timings, &mut progress)?;
+        spectral_timings(
+            opts,
+            &pkg,
+            &detector,
+            &decoded,
+            &peaks,
+            &mut timings,
+            &mut progress,
+        )?;
     } else {
         encoder_timings(&detector, &decoded, &mut timings, &mut progress)?;
     }
@@ -196,6 +227,7 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<BenchR
         timings,
         end_to_end_windows_per_second: e2e,
         peak_rss_mib: peak_rss_mib(),
+        peaks,
     })
 }
 
@@ -206,10 +238,16 @@ fn spectral_timings(
     pkg: &ModelPackage,
     detector: &Detector,
     decoded: &[Vec<f32>],
+    peaks: &Peaks,
     timings: &mut Vec<Timing>,
     progress: &mut impl FnMut(&str),
 ) -> Result<()> {
     let (n_mels, frames) = pkg.input_shape();
+    let one_thread = |gflop: f64, ms: f64| Achieved {
+        rate: rate(gflop, ms),
+        unit: "GFLOP/s",
+        ceiling: peaks.gflops_one_thread,
+    };
     progress("log-mel features");
     let Some(x) = detector.extractor().spectral() else {
         return Err(crate::Error::InvalidArgument(
@@ -222,13 +260,26 @@ fn spectral_timings(
     for w in decoded {
         x.compute_into(w, &mut mel, &mut scratch)?;
     }
+    let bank = x.filter_bank();
+    let mel_flops = 2.0
+        * bank
+            .filters()
+            .iter()
+            .map(|f| f.weights.len())
+            .sum::<usize>() as f64;
+    let n_fft = x.config().n_fft;
+    // Per frame: windowing, the real FFT, |X|², the sparse mel product, the log.
+    let logmel_flops = frames as f64
+        * (n_fft as f64 + real_fft_flops(n_fft) + 3.0 * bank.n_bins() as f64 + mel_flops)
+        + (n_mels * frames) as f64;
+    let ms = per_window(t0.elapsed(), decoded.len());
     timings.push(Timing {
         name: "log-mel (1 thread)".into(),
-        ms_per_window: per_window(t0.elapsed(), decoded.len()),
+        ms_per_window: ms,
         baseline_ms_per_window: None,
         baseline: None,
+        achieved: Some(one_thread(logmel_flops, ms)),
     });
-    let bank = x.filter_bank();
     let dense = bank.to_dense();
     let bins = bank.n_bins();
     let power: Vec<f32> = (0..bins).map(|k| 1.0 / (1.0 + k as f32)).collect();
@@ -256,6 +307,7 @@ fn spectral_timings(
         ms_per_window: sparse_ms,
         baseline_ms_per_window: Some(dense_ms),
         baseline: Some("dense 128×1025 matmul".into()),
+        achieved: Some(one_thread(mel_flops * frames as f64, sparse_ms)),
     });
 
     // Network, unbatched and batched. The seed CNN is also run on candle's own conv2d, the
@@ -272,6 +324,16 @@ fn spectral_timings(
             }
             Ok(per_window(t0.elapsed(), reps * x.dim(0)?))
         };
+    // The network runs on every thread: its ceiling is all of them.
+    let net_flops = crate::model::arch::lookup(&pkg.manifest().architecture.name)?
+        .flops_per_window(n_mels, frames);
+    let all_threads = |ms: f64| {
+        net_flops.map(|f| Achieved {
+            rate: rate(f, ms),
+            unit: "GFLOP/s",
+            ceiling: peaks.gflops_all_threads,
+        })
+    };
     let base_reps = opts.baseline_windows.max(1);
     progress("network, batch 1");
     let net = detector.model().classifier.as_ref();
@@ -296,6 +358,7 @@ fn spectral_timings(
         ms_per_window: one,
         baseline_ms_per_window: baseline,
         baseline: baseline_name,
+        achieved: all_threads(one),
     });
     progress("network, batched");
     let batched = time_net(net, &input_b, 2)?;
@@ -304,6 +367,7 @@ fn spectral_timings(
         ms_per_window: batched,
         baseline_ms_per_window: Some(one),
         baseline: Some("the same network at batch 1".into()),
+        achieved: all_threads(batched),
     });
 
     Ok(())
@@ -343,12 +407,14 @@ fn encoder_timings(
         ms_per_window: one,
         baseline_ms_per_window: None,
         baseline: None,
+        achieved: None,
     });
     timings.push(Timing {
         name: "Whisper mel + encoder, batched".into(),
         ms_per_window: batched,
         baseline_ms_per_window: Some(one),
         baseline: Some("one window per call".into()),
+        achieved: None,
     });
     Ok(())
 }

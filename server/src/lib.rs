@@ -14,6 +14,8 @@
 //! * [`pipeline`] — the [`pipeline::Detector`] that ties them together with batching.
 //! * [`verdict`] — the result types every front-end (CLI, HTTP) serialises.
 //! * [`api`] — the HTTP server (`auralguard serve`).
+//! * [`bench`] and [`roofline`] — per-stage timings against same-run baselines and the
+//!   machine's measured ceilings.
 
 pub mod api;
 pub mod audio;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod features;
 pub mod model;
 pub mod pipeline;
+pub mod roofline;
 pub mod store;
 pub mod train;
 pub mod verdict;

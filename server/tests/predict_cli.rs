@@ -287,5 +287,23 @@ fn bench_measures_every_bundled_package() {
             "{package}: {batch1}"
         );
         assert!(report["end_to_end_windows_per_second"].as_f64().unwrap() > 0.0);
+        // The network, the features and 16 kHz decoding are set against the machine's
+        // ceilings measured in the same run.
+        let peaks = &report["peaks"];
+        assert!(
+            peaks["gflops_one_thread"].as_f64().unwrap() > 0.0,
+            "{peaks}"
+        );
+        for (stage, unit, ceiling) in [
+            ("network, batch 1", "GFLOP/s", "gflops_all_threads"),
+            ("log-mel (1 thread)", "GFLOP/s", "gflops_one_thread"),
+            ("decode 16 kHz WAV", "GB/s", "copy_gb_per_s"),
+        ] {
+            let t = timings.iter().find(|t| t["name"] == stage).unwrap();
+            let a = &t["achieved"];
+            assert_eq!(a["unit"], unit, "{package} {stage}: {t}");
+            assert_eq!(a["ceiling"], peaks[ceiling], "{package} {stage}: {t}");
+            assert!(a["rate"].as_f64().unwrap() > 0.0, "{package} {stage}: {t}");
+        }
     }
 }

@@ -49,26 +49,47 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let p = &report.peaks;
     println!(
         "auralguard bench — {} threads, batch {}, {} s windows",
         report.threads, report.batch_size, report.window_seconds
     );
     println!(
-        "{:<34} {:>12} {:>12} {:>8}  baseline",
-        "stage", "ms/window", "baseline", "ratio"
+        "machine ceilings (measured now): {:.1} GFLOP/s one thread, {:.1} on {} threads ({}), \
+         copy {:.1} GB/s",
+        p.gflops_one_thread, p.gflops_all_threads, p.threads, p.simd, p.copy_gb_per_s
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>7}  {:<28} achieved (of ceiling)",
+        "stage", "ms/window", "baseline", "ratio", "baseline"
     );
     for t in &report.timings {
-        match (t.baseline_ms_per_window, t.speedup()) {
-            (Some(b), Some(r)) => println!(
-                "{:<34} {:>12.3} {:>12.3} {:>7.2}×  {}",
-                t.name,
-                t.ms_per_window,
-                b,
-                r,
-                t.baseline.as_deref().unwrap_or("")
-            ),
-            _ => println!("{:<34} {:>12.3}", t.name, t.ms_per_window),
-        }
+        let (base, ratio) = match (t.baseline_ms_per_window, t.speedup()) {
+            (Some(b), Some(r)) => (format!("{b:.3}"), format!("{r:.2}×")),
+            _ => (String::new(), String::new()),
+        };
+        let achieved = t
+            .achieved
+            .as_ref()
+            .map(|a| {
+                format!(
+                    "{:.2} {} ({:.0} % of {:.1})",
+                    a.rate,
+                    a.unit,
+                    100.0 * a.of_ceiling(),
+                    a.ceiling
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<34} {:>10.3} {:>10} {:>7}  {:<28} {}",
+            t.name,
+            t.ms_per_window,
+            base,
+            ratio,
+            t.baseline.as_deref().unwrap_or(""),
+            achieved
+        );
     }
     println!(
         "end to end (decode → verdict)       {:.1} windows/s over {} windows",

@@ -51,6 +51,21 @@ impl Architecture for CompactCnn {
         1
     }
 
+    fn flops_per_window(&self, n_mels: usize, frames: usize) -> Option<f64> {
+        // Standardisation, then each convolution's GEMM over its output frames.
+        let mut flops = 2.0 * (n_mels * frames) as f64;
+        let (mut t, mut c_in) = (frames, n_mels);
+        for (i, (k, c_out)) in CONVS.iter().enumerate() {
+            t = t.checked_sub(k - 1).filter(|t| *t > 0)?;
+            flops += 2.0 * (t * k * c_in * c_out) as f64;
+            if i < 2 {
+                t /= 2;
+            }
+            c_in = *c_out;
+        }
+        Some(flops + 2.0 * (2 * c_in * DENSE + DENSE) as f64)
+    }
+
     fn description(&self) -> &'static str {
         "compact CNN: per-band standardisation → 3×Conv1D(64) over time → global mean‖max → Dense 32 → 1 (sigmoid)"
     }
@@ -167,6 +182,18 @@ fn max_pool_time(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flops_follow_the_layers() {
+        // 4 s at hop 512: 126 frames → conv 122 → pool 61 → conv 57 → pool 28 → conv 26.
+        let want = 2.0 * (128.0 * 126.0)
+            + 2.0 * (122.0 * 5.0 * 128.0 * 64.0)
+            + 2.0 * (57.0 * 5.0 * 64.0 * 64.0)
+            + 2.0 * (26.0 * 3.0 * 64.0 * 64.0)
+            + 2.0 * (128.0 * 32.0 + 32.0);
+        assert_eq!(CompactCnn.flops_per_window(128, 126), Some(want));
+        assert_eq!(CompactCnn.flops_per_window(128, 3), None);
+    }
     use crate::model::arch::random_weights;
     use candle_core::DType;
 

@@ -51,6 +51,13 @@ pub trait Architecture: Send + Sync {
         true
     }
 
+    /// Floating-point operations one window of `n_mels × frames` costs (a multiply-add counts
+    /// two), so `bench` can report how close the network runs to the machine's FMA ceiling;
+    /// `None` where they have not been counted.
+    fn flops_per_window(&self, _n_mels: usize, _frames: usize) -> Option<f64> {
+        None
+    }
+
     /// The network's pre-sigmoid output `[batch]` for `x` `[batch, n_mels, frames]`, built
     /// only from differentiable tensor operations on `params` (in [`Architecture::params`]
     /// order), so the trainer can take gradients through it.
