@@ -185,6 +185,10 @@ pub struct RolloutResult {
     pub message: String,
     /// When it ended.
     pub finished_at: Time,
+    /// Set once the model source has pointed at another version since a rollback: the
+    /// rolled-back version is then tried again if the source comes back to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
 }
 
 /// The ways a rollout ends.

@@ -391,11 +391,26 @@ fn steady(input: &Input<'_>, serving: Option<ModelRef>) -> Decision {
                 ..Decision::default()
             };
             let Some(d) = desired.filter(|d| d.uri != s.uri) else {
-                return keep;
+                // The source points at what serves: a rolled-back version is no longer
+                // wanted, so it may be tried again should the source come back to it.
+                return match (&last, desired) {
+                    (Some(l), Some(_))
+                        if l.outcome == RolloutOutcome::RolledBack && !l.superseded =>
+                    {
+                        Decision {
+                            last_rollout: Some(RolloutResult {
+                                superseded: true,
+                                ..l.clone()
+                            }),
+                            ..keep
+                        }
+                    }
+                    _ => keep,
+                };
             };
-            let blocked = last
-                .as_ref()
-                .is_some_and(|l| l.outcome == RolloutOutcome::RolledBack && l.model == d.uri);
+            let blocked = last.as_ref().is_some_and(|l| {
+                l.outcome == RolloutOutcome::RolledBack && !l.superseded && l.model == d.uri
+            });
             if blocked {
                 return keep;
             }
@@ -773,6 +788,7 @@ fn result(
         from_version: r.stable_version.clone(),
         message: message.to_string(),
         finished_at: Time(input.now),
+        superseded: false,
     }
 }
 

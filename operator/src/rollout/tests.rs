@@ -447,6 +447,36 @@ fn failing_analysis_rolls_back_and_blocks_that_version() {
     }
 }
 
+/// Finding 8 of the rollout review: "not tried again until the model source points somewhere
+/// else" must hold when that somewhere else is the serving version. 2c3c99f kept v2 blocked
+/// for good after the alias went v2 → v1 → v2.
+#[test]
+fn a_rolled_back_version_is_tried_again_after_the_source_moved_away_and_back() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.traffic = ERRORS;
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    sim.wait(60);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::RolledBack);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.rollout, None, "still blocked while the alias stays on v2");
+
+    // The alias goes back to v1 (what serves): the block is lifted, once, in status.
+    let d = sim.reconcile(Some(&v(1)));
+    assert_eq!((d.rollout, d.canary), (None, None));
+    assert!(d.transitions.is_empty());
+    let last = d.last_rollout.unwrap();
+    assert!(last.superseded, "{last:?}");
+    assert_eq!(last.outcome, RolloutOutcome::RolledBack);
+    assert_eq!(sim.reconcile(Some(&v(1))).last_rollout, Some(last));
+
+    // And forward to v2 again: a new canary, judged afresh.
+    sim.traffic = GOOD;
+    sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.status.rollout.as_ref().unwrap().canary_version, "2");
+}
+
 #[test]
 fn a_canary_that_never_gets_ready_is_rolled_back_after_the_deadline() {
     let mut sim = Sim::new(Some(v(1)));
