@@ -103,6 +103,19 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "junk_then_channels_60415.wav",
         "open CorruptAudio",
     ),
+    // Found by the dev-profile fuzzer (multipart target): a file that starts with `RIFF` but is
+    // not WAVE, which the probe skips, then a WAVE header declaring 47 104 channels; only files
+    // starting with `RIFF` were exempt from the full scan.
+    (
+        "decode",
+        "riff_not_wave_then_wave_47104ch.bin",
+        "open CorruptAudio",
+    ),
+    (
+        "multipart",
+        "riff_not_wave_then_wave_47104ch.form",
+        "422 corrupt_audio",
+    ),
     ("oip", "log_mel_shape_2p57.json", "400 bad_tensor"),
     ("oip", "waveform_u64_max.json", "400 bad_request"),
     (

@@ -53,10 +53,12 @@ fn is_wave_file(path: &Path) -> bool {
 }
 
 /// Refuses a WAV whose `fmt ` chunk no real file has (see [`super::riff::check_fmt`]) before the
-/// demuxer does arithmetic on it, and rewinds. A file that starts with `RIFF` is judged on its
-/// first 4 KiB, the only header the demuxer reads; any other file is scanned as far as the
-/// probe looks for a marker ([`super::riff::PROBE_DEPTH`]), since a WAV header behind leading
-/// junk is still found and read. Compressed formats pay that scan; their decoding costs far more.
+/// demuxer does arithmetic on it, and rewinds. A file that starts with a WAVE header
+/// (`RIFF….WAVE`) is judged on its first 4 KiB: the probe takes the first marker it can score,
+/// so that header is the only one the demuxer reads. Any other file — including one that
+/// starts with `RIFF` but is not WAVE, which the probe skips — is scanned as far as the probe
+/// looks for a marker ([`super::riff::PROBE_DEPTH`]), since a WAV header behind leading junk
+/// is still found and read. Compressed formats pay that scan; their decoding costs far more.
 fn check_wave_header(name: &Path, media: &mut Box<dyn MediaSource>) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     const HEAD: usize = 4096;
@@ -65,7 +67,7 @@ fn check_wave_header(name: &Path, media: &mut Box<dyn MediaSource>) -> Result<()
         .take(HEAD as u64)
         .read_to_end(&mut head)
         .map_err(|e| Error::io(name, e))?;
-    let verdict = if head.starts_with(b"RIFF") {
+    let verdict = if super::riff::is_wave(&head) {
         super::riff::check_fmt(&head)
     } else {
         (&mut *media)
