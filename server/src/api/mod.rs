@@ -14,7 +14,6 @@
 
 pub mod auth;
 pub mod error;
-pub mod heap_trim;
 pub mod listener;
 pub mod metrics;
 pub mod model_watch;

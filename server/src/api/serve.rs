@@ -12,7 +12,7 @@ use super::metrics::Metrics;
 use super::model_watch::{self, WatchConfig, WatchState};
 use super::serving::{ModelSlot, Serving};
 use super::upload_guard::{UploadGuard, UploadPolicy};
-use super::{heap_trim, routes, AppState, Limits};
+use super::{routes, AppState, Limits};
 use crate::batcher::BatchingConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::Detector;
@@ -63,9 +63,6 @@ pub async fn serve(
         WatchState::new(uri, &mlflow_client::ModelUri::version(uri.name(), *version))
     });
     let first = Serving::start(detector, config.batching, &metrics)?;
-    if !heap_trim::start(heap_trim::TRIM_EVERY) {
-        tracing::debug!("freed heap memory is not trimmed on this platform");
-    }
     let state = Arc::new(AppState {
         slot: ModelSlot::new(first),
         registry_status,
