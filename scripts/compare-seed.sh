@@ -27,14 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 file=${3:-$out/clip15.wav}
-if [ -z "${3:-}" ]; then
-  python3 - "$file" <<'PY'
-import sys, wave
-with wave.open("testdata/parity/long_16k_pcm16.wav") as src, wave.open(sys.argv[1], "wb") as dst:
-    dst.setparams(src.getparams())
-    dst.writeframes(src.readframes(15 * src.getframerate()))
-PY
-fi
+[ -n "${3:-}" ] || python3 scripts/clip15.py "$file"
 
 # --- the original stack, pinned ----------------------------------------------------------------
 venv=.venv/seed-service
