@@ -6,6 +6,7 @@ mod encoder;
 mod eval;
 mod import;
 mod inspect;
+pub mod malloc;
 mod predict;
 mod registry;
 mod serve;
@@ -25,6 +26,12 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// Most glibc malloc arenas (0: glibc's default of 8 per core). Few arenas keep a busy
+    /// server's resident memory flat; `MALLOC_ARENA_MAX`, if set, takes precedence.
+    #[arg(long, env = "AURALGUARD_MALLOC_ARENAS", default_value_t = 2, global = true,
+          value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub malloc_arenas: u32,
 
     #[command(subcommand)]
     pub command: Command,
