@@ -3,10 +3,11 @@
 //! glibc gives each new thread its own arena, up to eight per core, and keeps the pages freed into
 //! an arena for that arena's next caller instead of returning them to the kernel. A server whose
 //! requests hop between tokio workers and blocking threads (decode, features, the batcher) spreads
-//! its short-lived buffers over all of those arenas, so resident memory keeps creeping up for tens
-//! of minutes while the live heap stays flat (measured under heaptrack: 6–24 MB live, RSS rising
-//! past 110 MiB). Two arenas hold RSS flat at the same throughput; jemalloc held it flat too, but
-//! served about 30 % fewer requests. The measurements are in the README's "Security and limits".
+//! its short-lived buffers over all of those arenas, so resident memory crept up for tens of
+//! minutes (past 110 MiB in a 30-minute soak). Two arenas removed most of that climb (peaks of
+//! 67–78 MiB) at the same throughput; jemalloc did too, but served about 30 % fewer requests. A
+//! later heaptrack run also saw the live heap grow, so not all of the climb is the allocator.
+//! The measurements are in the README's "Security and limits".
 //!
 //! The cap is process-wide and only takes full effect if it is set before other threads allocate,
 //! which is why `main` calls [`cap_arenas`] before anything else runs.
