@@ -710,15 +710,13 @@ def generate(job: dict, tmp: str, model: str) -> np.ndarray:
         return hifigan_resynth(decode_real(spec["of"]), model)
     if kind == "griffin-lim":
         return v1.griffin_lim_resynth(decode_real(spec["of"]), spec, job["noise_seed"])
-    if kind in ("melgan-resynth", "hifigan16-resynth"):
+    if kind in ("melgan-resynth", "hifigan16-resynth") or kind in HIFIGAN22_CHECKPOINTS:
         source = Path(tmp) / "torch-worker-in.wav"
         v1.write_wav_atomic(source, v1.normalise(decode_real(spec["of"])))
+        if kind in HIFIGAN22_CHECKPOINTS:
+            return torch_worker("hifigan22", tmp, checkpoint=HIFIGAN22_CHECKPOINTS[kind],
+                                **{"in": str(source)})
         return torch_worker(kind.removesuffix("-resynth"), tmp, **{"in": str(source)})
-    if kind in HIFIGAN22_CHECKPOINTS:
-        source = Path(tmp) / "torch-worker-in.wav"
-        v1.write_wav_atomic(source, v1.normalise(decode_real(spec["of"])))
-        return torch_worker("hifigan22", tmp, checkpoint=HIFIGAN22_CHECKPOINTS[kind],
-                            **{"in": str(source)})
     x = synthesise(spec, tmp)
     if v1.frame_db(x).max() < -60:
         raise v1.Silent("synthesiser produced silence")
