@@ -276,7 +276,9 @@ async fn read_audio(
                 .bytes()
                 .await
                 .map_err(|e| upload_error(e.status(), e.body_text()))?;
-            return Ok((name, data.to_vec()));
+            // Takes over the form's buffer when it is the only owner (it is, once the field is
+            // read whole), instead of copying the upload.
+            return Ok((name, Vec::from(data)));
         }
         return Err(ApiError::bad_request(
             "missing_audio",
@@ -305,7 +307,7 @@ async fn read_audio(
     let body = Bytes::from_request(req, &())
         .await
         .map_err(|e| upload_error(e.status(), e.body_text()))?;
-    Ok((name, body.to_vec()))
+    Ok((name, Vec::from(body)))
 }
 
 /// Longest upload name accepted: names are stored, echoed and logged with every prediction.
