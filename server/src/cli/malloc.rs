@@ -15,7 +15,9 @@
 //! The rest of the climb was not a leak: a later heaptrack run reported a growing live heap, but
 //! glibc's own `malloc_stats` on the same load showed the bytes in use flat (4.11 → 4.18 MB over
 //! 17 000 requests) while the arenas' free pages stayed resident. [`start_trimmer`] returns those
-//! pages every few seconds (`serve --malloc-trim-seconds`).
+//! pages every few seconds (`serve --malloc-trim-seconds`). That lowers the floor but not the
+//! peak: under load the pages are touched again within a second, and the arenas still grow
+//! through fragmentation to a plateau about 20 % above the second minute of a soak.
 
 /// What [`cap_arenas`] did, for the startup log.
 #[derive(Debug, Clone, PartialEq, Eq)]
