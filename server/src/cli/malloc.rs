@@ -5,8 +5,7 @@
 //! requests hop between tokio workers and blocking threads (decode, features, the batcher) spreads
 //! its short-lived buffers over all of those arenas, so resident memory crept up for tens of
 //! minutes (past 110 MiB in a 30-minute soak). Two arenas removed most of that climb (peaks of
-//! 67–78 MiB) at the same throughput; jemalloc did too, but served about 30 % fewer requests. A
-//! later heaptrack run seemed to show the live heap growing; see below for what it was.
+//! 67–78 MiB) at the same throughput; jemalloc did too, but served about 30 % fewer requests.
 //! The measurements are in the README's "Security and limits".
 //!
 //! The cap is process-wide and only takes full effect if it is set before other threads allocate,
@@ -177,18 +176,15 @@ mod tests {
         println!("\nARENAS={} OUTCOME={outcome}", arena_count());
     }
 
-    /// Runs [`child_allocates_from_many_threads`] in a fresh process with `--malloc-arenas cap`
-    /// and `MALLOC_ARENA_MAX` as given; returns its arena count and the decision it logged.
-    fn arenas_in_child(cap: u32, malloc_arena_max: Option<&str>) -> (usize, String) {
+    /// Runs the test `name` of this module alone in a fresh process with `flag` set in its
+    /// environment and `MALLOC_ARENA_MAX` as given; returns its stdout (it must succeed).
+    fn run_child(name: &str, flag: (&str, &str), malloc_arena_max: Option<&str>) -> String {
         let exe = std::env::current_exe().expect("test binary");
         let mut child = Command::new(exe);
         child
-            .args([
-                "--exact",
-                "cli::malloc::tests::child_allocates_from_many_threads",
-            ])
+            .args(["--exact", &format!("cli::malloc::tests::{name}")])
             .args(["--nocapture", "--test-threads", "1"])
-            .env(CHILD_ENV, cap.to_string());
+            .env(flag.0, flag.1);
         match malloc_arena_max {
             Some(v) => child.env("MALLOC_ARENA_MAX", v),
             None => child.env_remove("MALLOC_ARENA_MAX"),
@@ -196,6 +192,17 @@ mod tests {
         let out = child.output().expect("spawn test binary");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "child failed: {stdout}");
+        stdout
+    }
+
+    /// Runs [`child_allocates_from_many_threads`] in a fresh process with `--malloc-arenas cap`
+    /// and `MALLOC_ARENA_MAX` as given; returns its arena count and the decision it logged.
+    fn arenas_in_child(cap: u32, malloc_arena_max: Option<&str>) -> (usize, String) {
+        let stdout = run_child(
+            "child_allocates_from_many_threads",
+            (CHILD_ENV, &cap.to_string()),
+            malloc_arena_max,
+        );
         let line = stdout
             .lines()
             .find_map(|l| l.split_once("ARENAS=").map(|(_, rest)| rest))
@@ -256,16 +263,7 @@ mod tests {
 
     #[test]
     fn trimming_returns_freed_pages_that_free_alone_keeps() {
-        let exe = std::env::current_exe().expect("test binary");
-        let out = Command::new(exe)
-            .args(["--exact", "cli::malloc::tests::child_trims_a_pinned_heap"])
-            .args(["--nocapture", "--test-threads", "1"])
-            .env(TRIM_CHILD_ENV, "1")
-            .env_remove("MALLOC_ARENA_MAX")
-            .output()
-            .expect("spawn test binary");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "child failed: {stdout}");
+        let stdout = run_child("child_trims_a_pinned_heap", (TRIM_CHILD_ENV, "1"), None);
         let line = stdout
             .lines()
             .find_map(|l| l.strip_prefix("TRIM "))
