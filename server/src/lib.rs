@@ -14,6 +14,7 @@
 //! * [`pipeline`] — the [`pipeline::Detector`] that ties them together with batching.
 //! * [`verdict`] — the result types every front-end (CLI, HTTP) serialises.
 //! * [`api`] — the HTTP server (`auralguard serve`).
+//! * [`large_blocks`] — the server's global allocator: freed large blocks kept for reuse.
 //! * [`bench`] and [`roofline`] — per-stage timings against same-run baselines and the
 //!   machine's measured ceilings.
 
@@ -24,6 +25,7 @@ pub mod bench;
 pub mod digest;
 pub mod error;
 pub mod features;
+pub mod large_blocks;
 pub mod model;
 pub mod pipeline;
 pub mod roofline;

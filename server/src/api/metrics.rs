@@ -52,6 +52,10 @@ pub struct Metrics {
     /// Requests refused by a safety limit, by limit (see [`Limit`]): a rising count is an
     /// attack or a misconfigured client, never the model.
     pub limit_rejections: IntCounterVec,
+    /// Bytes of the global allocator's large blocks by `state`: `mapped` (in use and kept)
+    /// and `kept` (free, held for reuse). Set at scrape time; absent when the process does not
+    /// use [`crate::large_blocks::LargeBlockCache`].
+    pub large_block_bytes: IntGaugeVec,
 }
 
 /// The safety limits a request can hit, as `limit` label values of
@@ -223,6 +227,14 @@ impl Metrics {
             limit_rejections.with_label_values(&[limit.label()]);
         }
         registry.register(Box::new(limit_rejections.clone()))?;
+        let large_block_bytes = IntGaugeVec::new(
+            Opts::new(
+                "auralguard_large_block_bytes",
+                "Bytes of the allocator's large blocks: mapped (in use and kept) and kept (free, for reuse).",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(large_block_bytes.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -253,6 +265,7 @@ impl Metrics {
             model_updates,
             model_registry_up,
             limit_rejections,
+            large_block_bytes,
         })
     }
 
@@ -294,6 +307,17 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        if let Some(cache) = crate::large_blocks::published() {
+            let stats = cache.stats();
+            let gauge = |state: &str, bytes: usize| {
+                let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+                self.large_block_bytes
+                    .with_label_values(&[state])
+                    .set(bytes);
+            };
+            gauge("mapped", stats.mapped_bytes);
+            gauge("kept", stats.kept_bytes);
+        }
         let mut buf = Vec::new();
         // Encoding our own well-formed families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -317,5 +341,29 @@ mod tests {
         assert!(text.contains(
             "auralguard_http_request_duration_seconds_bucket{route=\"/predict\",le=\"0.25\"} 1"
         ));
+    }
+
+    #[test]
+    fn reports_the_published_allocator_blocks() {
+        use crate::large_blocks::{LargeBlockCache, DEFAULT_CAP_BYTES, MIN_LARGE};
+        use std::alloc::{GlobalAlloc, Layout};
+        static CACHE: LargeBlockCache = LargeBlockCache::new(DEFAULT_CAP_BYTES);
+        CACHE.publish();
+        let layout = Layout::from_size_align(MIN_LARGE, 8).unwrap();
+        // SAFETY: a block allocated and freed with the same layout, never read.
+        unsafe { CACHE.dealloc(CACHE.alloc(layout), layout) };
+        let kept = CACHE.stats().kept_bytes;
+        assert!(kept > MIN_LARGE);
+        let text = Metrics::new().unwrap().render();
+        assert!(
+            text.contains(&format!(
+                "auralguard_large_block_bytes{{state=\"kept\"}} {kept}"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "auralguard_large_block_bytes{{state=\"mapped\"}} {kept}"
+        )));
+        CACHE.release_all();
     }
 }

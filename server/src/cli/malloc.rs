@@ -14,9 +14,11 @@
 //! The rest of the climb was not a leak: a later heaptrack run reported a growing live heap, but
 //! glibc's own `malloc_stats` on the same load showed the bytes in use flat (4.11 → 4.18 MB over
 //! 17 000 requests) while the arenas' free pages stayed resident. [`start_trimmer`] returns those
-//! pages every few seconds (`serve --malloc-trim-seconds`). That lowers the floor but not the
-//! peak: under load the pages are touched again within a second, and the arenas still grow
-//! through fragmentation to a plateau about 20 % above the second minute of a soak.
+//! pages every few seconds (`serve --malloc-trim-seconds`). That lowered the floor but not the
+//! peak: the arenas still grew through fragmentation to a plateau about 20 % above the second
+//! minute of a soak. The cause was the large buffers (128 KiB and up), whose sizes change from
+//! request to request; they now bypass the arenas ([`auralguard::large_blocks`]), which are left
+//! with small objects only.
 
 /// What [`cap_arenas`] did, for the startup log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,17 +84,15 @@ fn set_arena_max(_max: u32) -> ArenaCap {
 }
 
 /// Hands the pages freed into malloc's arenas back to the kernel every `every`, on a thread of
-/// its own, for as long as the process runs. Returns false (and starts nothing) where there is no
-/// glibc `malloc_trim`.
+/// its own, for as long as the process runs. Returns false where there is no glibc
+/// `malloc_trim` (nothing is started) or the thread could not start.
 ///
-/// Why: glibc returns memory to the kernel only from the top of an arena. A busy server frees
-/// whole request buffers (uploads, decoded audio, features) in the middle of its heaps, so those
-/// pages stay resident, and which ones depends on timing: resident memory wandered up by 10 % or
-/// more over a soak while the bytes malloc had handed out stayed flat (measured with
-/// `malloc_stats`, see the README's "Security and limits"). `malloc_trim` releases every free
-/// page, not only the top, with `madvise`; at every 5 s it cost no measurable throughput.
+/// Why: glibc returns memory to the kernel only from the top of an arena, so small buffers
+/// freed in the middle of its heaps stay resident, and which ones depends on timing.
+/// `malloc_trim` releases every free page, not only the top, with `madvise`; at every 5 s it
+/// cost no measurable throughput.
 pub fn start_trimmer(every: std::time::Duration) -> bool {
-    if !TRIM_SUPPORTED {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
         return false;
     }
     std::thread::Builder::new()
@@ -104,8 +104,19 @@ pub fn start_trimmer(every: std::time::Duration) -> bool {
         .is_ok()
 }
 
-/// Whether [`trim_now`] does anything on this target.
-const TRIM_SUPPORTED: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+/// Every `period`, on a thread of its own, returns to the kernel the large blocks the global
+/// allocator kept but that went unused for the whole period
+/// ([`auralguard::large_blocks::LargeBlockCache::release_idle`]). Returns false if the thread
+/// could not start.
+pub fn start_block_releaser(period: std::time::Duration) -> bool {
+    std::thread::Builder::new()
+        .name("auralguard-blocks".into())
+        .spawn(move || loop {
+            std::thread::sleep(period);
+            crate::ALLOCATOR.release_idle();
+        })
+        .is_ok()
+}
 
 /// Returns free malloc pages to the kernel now; true when glibc released any.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
