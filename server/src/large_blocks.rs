@@ -179,7 +179,6 @@ pub fn published() -> Option<&'static LargeBlockCache> {
 pub struct LargeBlockCache {
     free: Mutex<FreeList>,
     cap_bytes: AtomicUsize,
-    kept_bytes: AtomicUsize,
     reused: AtomicUsize,
     mapped: AtomicUsize,
     mapped_bytes: AtomicUsize,
@@ -198,7 +197,6 @@ impl LargeBlockCache {
                 next_seq: 0,
             }),
             cap_bytes: AtomicUsize::new(cap_bytes),
-            kept_bytes: AtomicUsize::new(0),
             reused: AtomicUsize::new(0),
             mapped: AtomicUsize::new(0),
             mapped_bytes: AtomicUsize::new(0),
@@ -225,7 +223,7 @@ impl LargeBlockCache {
     /// What the cache holds and has done.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
-            kept_bytes: self.kept_bytes.load(Ordering::Relaxed),
+            kept_bytes: self.lock().kept,
             reused: self.reused.load(Ordering::Relaxed),
             mapped: self.mapped.load(Ordering::Relaxed),
             mapped_bytes: self.mapped_bytes.load(Ordering::Relaxed),
@@ -277,7 +275,6 @@ impl LargeBlockCache {
                 n += 1;
             }
             list.low_water = list.kept;
-            self.kept_bytes.store(list.kept, Ordering::Relaxed);
         }
         // Unmapped outside the lock, so that the system calls never hold up an allocation.
         let mut released = 0;
@@ -301,12 +298,7 @@ impl LargeBlockCache {
             return (std::ptr::null_mut(), true);
         };
         if need <= MAX_CACHED {
-            let kept = {
-                let mut list = self.lock();
-                let slot = list.take_best(need);
-                self.kept_bytes.store(list.kept, Ordering::Relaxed);
-                slot
-            };
+            let kept = self.lock().take_best(need);
             if let Some(slot) = kept {
                 self.reused.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: the block is `slot.len > PAGE` bytes; its header is still written.
@@ -336,12 +328,8 @@ impl LargeBlockCache {
             let base = ptr.sub(PAGE);
             (base, base.cast::<usize>().read())
         };
-        if len <= MAX_CACHED {
-            let mut list = self.lock();
-            if list.keep(base, len, self.cap()) {
-                self.kept_bytes.store(list.kept, Ordering::Relaxed);
-                return;
-            }
+        if len <= MAX_CACHED && self.lock().keep(base, len, self.cap()) {
+            return;
         }
         // SAFETY: the whole mapping, no longer used.
         unsafe { self.unmap(base, len) };

@@ -92,16 +92,10 @@ fn set_arena_max(_max: u32) -> ArenaCap {
 /// `malloc_trim` releases every free page, not only the top, with `madvise`; at every 5 s it
 /// cost no measurable throughput.
 pub fn start_trimmer(every: std::time::Duration) -> bool {
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
-        return false;
-    }
-    std::thread::Builder::new()
-        .name("auralguard-trim".into())
-        .spawn(move || loop {
-            std::thread::sleep(every);
+    cfg!(all(target_os = "linux", target_env = "gnu"))
+        && every_period("auralguard-trim", every, || {
             trim_now();
         })
-        .is_ok()
 }
 
 /// Every `period`, on a thread of its own, returns to the kernel the large blocks the global
@@ -109,11 +103,19 @@ pub fn start_trimmer(every: std::time::Duration) -> bool {
 /// ([`auralguard::large_blocks::LargeBlockCache::release_idle`]). Returns false if the thread
 /// could not start.
 pub fn start_block_releaser(period: std::time::Duration) -> bool {
+    every_period("auralguard-blocks", period, || {
+        crate::ALLOCATOR.release_idle();
+    })
+}
+
+/// Runs `task` every `period` on a thread named `name`, for as long as the process runs; false
+/// if the thread could not start.
+fn every_period(name: &str, period: std::time::Duration, task: fn()) -> bool {
     std::thread::Builder::new()
-        .name("auralguard-blocks".into())
+        .name(name.into())
         .spawn(move || loop {
             std::thread::sleep(period);
-            crate::ALLOCATOR.release_idle();
+            task();
         })
         .is_ok()
 }
