@@ -10,10 +10,13 @@
 //! * [`status`]: what the operator reports, including the state of a model rollout, which lives
 //!   only there so that it survives operator restarts.
 //! * [`model_source`]: the four kinds of model source and the pinned URI pods receive.
+//! * [`manual`]: the annotations (`auralguard.io/promote`, `abort`, `retry`, `pause`) through
+//!   which users steer a rollout by hand.
 
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod manual;
 pub mod model_source;
 pub mod spec;
 pub mod status;

@@ -73,7 +73,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
         name = "Phase",
         type_ = "string",
         json_path = ".status.phase",
-        description = "Pending, Running, Progressing, Degraded or Failed."
+        description = "Pending, Running, Progressing, Paused, Degraded or Failed."
     ),
     printcolumn(
         name = "Age",
@@ -425,6 +425,15 @@ pub struct AnalysisSpec {
     /// (default), `Pass` the step anyway, or `Fail` the rollout.
     #[serde(default)]
     pub insufficient_traffic: InsufficientTraffic,
+    /// With `insufficientTraffic: Wait`, the longest a step waits past its pause for
+    /// `minRequests` before the rollout is rolled back: a canary nobody sends traffic to must
+    /// not hold a rollout (and its pods) open forever.
+    #[serde(default = "default_traffic_deadline")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        { "rule": "duration(self) > duration('0s')", "message": "trafficDeadline must be a positive duration such as 30m" }
+    ]))]
+    pub traffic_deadline: Duration,
     /// The routes (server route templates) whose requests count; probes and scrapes are not
     /// traffic.
     #[serde(default = "default_routes")]
@@ -438,6 +447,7 @@ impl Default for AnalysisSpec {
             max_p99_latency: default_max_p99(),
             min_requests: default_min_requests(),
             insufficient_traffic: InsufficientTraffic::default(),
+            traffic_deadline: default_traffic_deadline(),
             routes: default_routes(),
         }
     }
@@ -448,6 +458,9 @@ fn default_max_error_rate() -> f64 {
 }
 fn default_max_p99() -> Duration {
     std::time::Duration::from_secs(2).into()
+}
+fn default_traffic_deadline() -> Duration {
+    std::time::Duration::from_secs(30 * 60).into()
 }
 fn default_min_requests() -> i64 {
     20

@@ -5,6 +5,10 @@
 //! everything the next reconcile needs (which versions, which step, since when, and the canary's
 //! metric baseline). A restarted operator, or a newly elected leader, reads it and carries on
 //! exactly where the previous one stopped.
+//!
+//! Manual control ([`crate::manual`]) is remembered here for the same reason: `paused`, the
+//! tokens of the one-shot commands already handled ([`HandledCommands`]) and what the last
+//! command did ([`CommandRecord`]).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
@@ -82,6 +86,20 @@ pub struct AudioDetectorStatus {
     /// How the most recent rollout ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollout: Option<RolloutResult>,
+
+    /// True while the `auralguard.io/pause` annotation holds the detector's rollouts. Kept so
+    /// that the operator sees when a pause begins and ends (each is an Event) across restarts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+
+    /// The token of the last `promote`, `abort` and `retry` annotation acted on: a command runs
+    /// once per token, however often the detector is reconciled.
+    #[serde(default, skip_serializing_if = "HandledCommands::is_empty")]
+    pub handled_commands: HandledCommands,
+
+    /// The most recent manual command and what came of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<CommandRecord>,
 }
 
 /// A one-word summary of a detector.
@@ -95,6 +113,8 @@ pub enum Phase {
     Progressing,
     /// Serving, but not what was asked for (a rollout was rolled back) or not every pod is ready.
     Degraded,
+    /// Serving, with rollouts held by the `auralguard.io/pause` annotation.
+    Paused,
     /// Nothing can be served (the model cannot be resolved and nothing was serving).
     Failed,
 }
@@ -122,6 +142,14 @@ pub struct RolloutState {
     /// The canary pods' counters when the step's observation window opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<MetricsSnapshot>,
+    /// When `auralguard.io/pause` began holding this rollout. On resume `phaseStartedAt` moves
+    /// on by the time held, so neither the step's pause nor the progress deadline counts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<Time>,
+    /// Set when `auralguard.io/promote` skipped the remaining steps, so that the result says the
+    /// version was promoted by hand rather than by passing its analysis.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promoted_manually: bool,
 }
 
 /// Where within a step a rollout is.
@@ -173,7 +201,7 @@ pub struct BucketCount {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutResult {
-    /// Promoted, RolledBack or Aborted.
+    /// Promoted, RolledBack, Aborted or ManuallyAborted.
     pub outcome: RolloutOutcome,
     /// The model URI that was being rolled out.
     pub model: String,
@@ -189,6 +217,23 @@ pub struct RolloutResult {
     /// rolled-back version is then tried again if the source comes back to it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub superseded: bool,
+    /// Set by `auralguard.io/retry`: the block on a rolled-back or manually aborted version is
+    /// lifted and the version is rolled out again while the model source points at it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retried: bool,
+}
+
+impl RolloutResult {
+    /// Whether this result keeps its version from being rolled out again: it was rolled back or
+    /// aborted by hand, and neither did the model source move away since nor did a user ask for
+    /// a retry.
+    pub fn blocks(&self) -> bool {
+        matches!(
+            self.outcome,
+            RolloutOutcome::RolledBack | RolloutOutcome::ManuallyAborted
+        ) && !self.superseded
+            && !self.retried
+    }
 }
 
 /// The ways a rollout ends.
@@ -201,4 +246,84 @@ pub enum RolloutOutcome {
     RolledBack,
     /// The model source moved (back to the serving version, or to yet another one) mid-rollout.
     Aborted,
+    /// A user aborted the rollout (`auralguard.io/abort`); like a rollback, the version is not
+    /// tried again until the model source points somewhere else or a user asks for a retry.
+    ManuallyAborted,
+}
+
+/// The one-shot commands' tokens already acted on (the annotation values).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandledCommands {
+    /// The last `auralguard.io/promote` token handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<String>,
+    /// The last `auralguard.io/abort` token handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<String>,
+    /// The last `auralguard.io/retry` token handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+}
+
+impl HandledCommands {
+    /// True when no command was ever handled (the field is then left out of status).
+    pub fn is_empty(&self) -> bool {
+        self.promote.is_none() && self.abort.is_none() && self.retry.is_none()
+    }
+}
+
+/// What a manual command did.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRecord {
+    /// Which command.
+    pub command: ManualCommand,
+    /// The annotation's value for one-shot commands; absent for pause and resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Whether it was carried out or ignored.
+    pub result: CommandResult,
+    /// What it did, or why it was ignored.
+    pub message: String,
+    /// When the operator handled it.
+    pub at: Time,
+}
+
+/// The manual commands (see [`crate::manual`]).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ManualCommand {
+    /// `auralguard.io/promote`: skip the remaining steps and promote now.
+    Promote,
+    /// `auralguard.io/abort`: roll the canary back now and block its version.
+    Abort,
+    /// `auralguard.io/retry`: lift the block on a rolled-back or aborted version.
+    Retry,
+    /// `auralguard.io/pause` appeared: rollouts hold.
+    Pause,
+    /// `auralguard.io/pause` went away: rollouts continue.
+    Resume,
+}
+
+impl ManualCommand {
+    /// The command's name as users write it (the annotation's last segment, or `resume`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Promote => "promote",
+            Self::Abort => "abort",
+            Self::Retry => "retry",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+        }
+    }
+}
+
+/// How a manual command ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CommandResult {
+    /// It did what it says.
+    Applied,
+    /// It made no sense in the detector's state (say, promote with no rollout running); nothing
+    /// changed, and its token counts as handled so that it is not retried on every reconcile.
+    Ignored,
 }

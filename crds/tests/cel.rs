@@ -149,8 +149,13 @@ fn durations_must_parse_and_be_positive() {
     );
     spec["rollout"] = json!({"steps": [{"weight": 10}], "analysis": {"maxP99Latency": "-1s"}});
     assert_eq!(
-        violations(spec),
+        violations(spec.clone()),
         ["maxP99Latency must be a positive duration such as 2s"]
+    );
+    spec["rollout"] = json!({"steps": [{"weight": 10}], "analysis": {"trafficDeadline": "0s"}});
+    assert_eq!(
+        violations(spec),
+        ["trafficDeadline must be a positive duration such as 30m"]
     );
 }
 
@@ -170,7 +175,7 @@ fn duration_pattern_accepts_what_kubernetes_durations_parse() {
         schema
             .matches(&DURATION_PATTERN.replace('\\', "\\\\"))
             .count(),
-        4,
+        5,
         "{schema}"
     );
 }

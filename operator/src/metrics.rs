@@ -19,7 +19,8 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     /// Reconcile wall time.
     pub reconcile_duration: Histogram,
-    /// Rollouts by outcome (`started`, `promoted`, `rolled_back`, `aborted`, `updated_in_place`).
+    /// Rollouts by outcome (`started`, `promoted`, `rolled_back`, `aborted`, `aborted_manually`,
+    /// `updated_in_place`).
     pub rollouts: IntCounterVec,
     /// Writes (applies, deletes, status patches) the operator made.
     pub writes: IntCounterVec,

@@ -5,7 +5,9 @@
 //! 2. **Read** the owned objects (stable and canary Deployments, Service, HPA, PDB and, when
 //!    enabled and its CRD is installed, the ServiceMonitor).
 //! 3. **Decide** with the rollout state machine ([`crate::rollout::decide`]), scraping the canary
-//!    pods only when it asks.
+//!    pods only when it asks. The manual commands in the detector's annotations
+//!    ([`auralguard_crds::manual`]) are part of its input; the tokens it handled go to status
+//!    with everything else, so a command acts once.
 //! 4. **Write** each desired object with server-side apply, but only when the observed object
 //!    does not already contain it ([`crate::apply`]); delete the canary or HPA when no longer
 //!    wanted. Every object carries an owner reference to the detector, so deleting the detector
@@ -19,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use auralguard_crds::manual::Commands;
 use auralguard_crds::{condition, AudioDetector, AudioDetectorStatus, GROUP, VERSION};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -109,6 +112,7 @@ async fn reconcile_detector(det: &AudioDetector, ctx: &Context) -> Result<Action
         None => Scale::Fixed(det.spec.replicas.unwrap_or(1)),
     };
     let policy = Policy::from_spec(det.spec.rollout.as_ref());
+    let commands = Commands::from_annotations(det.annotations());
     let input = Input {
         now,
         status: &previous,
@@ -119,6 +123,7 @@ async fn reconcile_detector(det: &AudioDetector, ctx: &Context) -> Result<Action
         canary: canary.as_ref(),
         metrics: None,
         check_interval: ctx.settings.check_interval,
+        commands: &commands,
     };
     let decision = match rollout::decide(&input) {
         Outcome::Decided(d) => *d,
@@ -422,7 +427,7 @@ async fn report(
             },
             reason: t.reason().into(),
             note: Some(t.note()),
-            action: "Rollout".into(),
+            action: t.action().into(),
             secondary: None,
         })
         .collect();

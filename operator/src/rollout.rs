@@ -19,18 +19,40 @@
 //!   judges the difference.
 //! * Promotion moves the stable Deployment to the new version and removes the canary once the
 //!   stable pods are all updated and ready; a rollback removes the canary and leaves stable alone.
-//! * A rolled-back version is not retried until the model source resolves to something else.
+//! * A rolled-back (or manually aborted) version is not retried until the model source resolves
+//!   to something else or a user asks for a retry.
 //! * The machine keeps nothing in memory: [`RolloutState`] in status is its whole state, so a
 //!   restarted operator continues any rollout exactly where it stopped.
+//!
+//! Users steer it through annotations ([`auralguard_crds::manual`], read into
+//! [`Input::commands`]). Each new one-shot command (`promote`, `abort`, `retry`) and each change
+//! of `pause` is applied to the remembered status first (`manual::apply`), then the regular
+//! step runs from there, so a command's effect and the machine's reaction to it (the canary
+//! deleted after an abort, a new canary after a retry) happen in one reconcile:
+//!
+//! * **promote**: a running canary goes straight to `Promoting`, skipping its remaining steps and
+//!   their analysis;
+//! * **abort**: a running canary is removed at once; the version is blocked like a rollback
+//!   ([`RolloutOutcome::ManuallyAborted`]);
+//! * **retry**: a blocked version is unblocked ([`RolloutResult::retried`]) and, while the source
+//!   still points at it, rolled out again from step 1;
+//! * **pause**: while set, nothing happens by itself: no rollout or in-place update starts, no
+//!   step advances, no analysis is judged (no scrape), no deadline fires and a source change is
+//!   not acted on; the Deployments keep what the current state plans. On resume the current
+//!   phase keeps only the time it had run before the pause. The first deployment of a detector
+//!   with nothing serving is not held (there is nothing to protect). One-shot commands still act
+//!   while paused; what they start (a promotion, a retried rollout) completes after the resume.
 //!
 //! [`decide`] asks for a metrics scrape ([`Outcome::NeedMetrics`]) only at the two moments it
 //! needs one, so reconcile scrapes pods only then.
 
 use std::time::Duration;
 
+use auralguard_crds::manual::{Commands, PAUSE};
 use auralguard_crds::{
-    AnalysisSpec, AudioDetectorStatus, CanaryStep, InsufficientTraffic, MetricsSnapshot,
-    RolloutOutcome, RolloutPhase, RolloutResult, RolloutState,
+    AnalysisSpec, AudioDetectorStatus, CanaryStep, CommandRecord, HandledCommands,
+    InsufficientTraffic, ManualCommand, MetricsSnapshot, RolloutOutcome, RolloutPhase,
+    RolloutResult, RolloutState,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -166,6 +188,8 @@ pub struct Input<'a> {
     pub metrics: Option<&'a MetricsSnapshot>,
     /// How soon to look again while waiting for pods.
     pub check_interval: Duration,
+    /// The manual commands in the detector's annotations.
+    pub commands: &'a Commands,
 }
 
 /// The result of [`decide`].
@@ -198,6 +222,16 @@ pub struct Decision {
     pub waiting: Option<String>,
     /// When to reconcile again at the latest, while a rollout runs.
     pub requeue_after: Option<Duration>,
+    /// Whether `auralguard.io/pause` is in force (status `paused`).
+    pub paused: bool,
+    /// True when the pause holds back something the machine would otherwise do (a running
+    /// rollout, or a new version waiting to start), for the Progressing condition.
+    pub holding: bool,
+    /// The one-shot command tokens handled, this reconcile's included (status
+    /// `handledCommands`).
+    pub handled: HandledCommands,
+    /// The most recent manual command and its result (status `lastCommand`).
+    pub last_command: Option<CommandRecord>,
 }
 
 /// The canary Deployment to run.
@@ -277,6 +311,52 @@ pub enum Transition {
         /// Why.
         reason: String,
     },
+    /// `auralguard.io/promote`: the canary skips its remaining steps and is promoted.
+    ManualPromote {
+        /// The version being promoted.
+        version: String,
+        /// The 1-based step it was at.
+        step: usize,
+        /// Of how many.
+        of: usize,
+        /// The annotation's value.
+        token: String,
+    },
+    /// `auralguard.io/abort`: the canary was removed by hand; its version is blocked.
+    ManualAbort {
+        /// The version that was being rolled out.
+        version: String,
+        /// The version still serving.
+        serving: String,
+        /// The annotation's value.
+        token: String,
+    },
+    /// `auralguard.io/retry`: a blocked version may be rolled out again.
+    ManualRetry {
+        /// The version unblocked.
+        version: String,
+        /// The annotation's value.
+        token: String,
+    },
+    /// `auralguard.io/pause` appeared.
+    Paused {
+        /// The rollout held, if one is running.
+        holding: Option<String>,
+    },
+    /// `auralguard.io/pause` was removed.
+    Resumed {
+        /// The rollout that continues, if one is running.
+        continuing: Option<String>,
+    },
+    /// A one-shot command that makes no sense in the current state; nothing changed.
+    CommandIgnored {
+        /// Which command.
+        command: ManualCommand,
+        /// The annotation's value.
+        token: String,
+        /// Why it was ignored.
+        reason: String,
+    },
 }
 
 impl Transition {
@@ -292,12 +372,38 @@ impl Transition {
             Self::Promoted { .. } => "RolloutPromoted",
             Self::RolledBack { .. } => "RolloutRolledBack",
             Self::Aborted { .. } => "RolloutAborted",
+            Self::ManualPromote { .. } => "ManualPromote",
+            Self::ManualAbort { .. } => "ManualAbort",
+            Self::ManualRetry { .. } => "ManualRetry",
+            Self::Paused { .. } => "Paused",
+            Self::Resumed { .. } => "Resumed",
+            Self::CommandIgnored { .. } => "ManualCommandIgnored",
         }
     }
 
     /// True for transitions users should look at (Warning events).
     pub fn is_warning(&self) -> bool {
-        matches!(self, Self::RolledBack { .. } | Self::Aborted { .. })
+        matches!(
+            self,
+            Self::RolledBack { .. }
+                | Self::Aborted { .. }
+                | Self::ManualAbort { .. }
+                | Self::CommandIgnored { .. }
+        )
+    }
+
+    /// The Event action: `ManualControl` for what a user's annotation caused, `Rollout` for what
+    /// the machine did by itself.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::ManualPromote { .. }
+            | Self::ManualAbort { .. }
+            | Self::ManualRetry { .. }
+            | Self::Paused { .. }
+            | Self::Resumed { .. }
+            | Self::CommandIgnored { .. } => "ManualControl",
+            _ => "Rollout",
+        }
     }
 
     /// The Event note.
@@ -324,6 +430,49 @@ impl Transition {
             Self::Aborted { version, reason } => {
                 format!("rollout of model version {version} aborted: {reason}")
             }
+            Self::ManualPromote {
+                version,
+                step,
+                of,
+                token,
+            } => format!(
+                "promoting model version {version} by hand at step {step}/{of}, skipping the \
+                 remaining steps and analysis ({}={token})",
+                auralguard_crds::manual::PROMOTE
+            ),
+            Self::ManualAbort {
+                version,
+                serving,
+                token,
+            } => format!(
+                "rollout of model version {version} aborted by hand, still serving {serving}; \
+                 {version} stays blocked until the model source moves away or {} is set \
+                 ({}={token})",
+                auralguard_crds::manual::RETRY,
+                auralguard_crds::manual::ABORT
+            ),
+            Self::ManualRetry { version, token } => format!(
+                "model version {version} is no longer blocked and is rolled out again while the \
+                 model source points at it ({}={token})",
+                auralguard_crds::manual::RETRY
+            ),
+            Self::Paused { holding } => match holding {
+                Some(h) => format!("{PAUSE} set: holding {h}; no step, analysis or deadline acts"),
+                None => format!("{PAUSE} set: no rollout starts until it is removed"),
+            },
+            Self::Resumed { continuing } => match continuing {
+                Some(h) => format!("{PAUSE} removed: continuing {h}"),
+                None => format!("{PAUSE} removed: rollouts may start again"),
+            },
+            Self::CommandIgnored {
+                command,
+                token,
+                reason,
+            } => format!(
+                "{} ignored ({}={token}): {reason}",
+                command.as_str(),
+                annotation_of(*command)
+            ),
         }
     }
 
@@ -335,9 +484,20 @@ impl Transition {
             Self::Promoted { .. } => Some("promoted"),
             Self::RolledBack { .. } => Some("rolled_back"),
             Self::Aborted { .. } => Some("aborted"),
+            Self::ManualAbort { .. } => Some("aborted_manually"),
             Self::Updated { .. } => Some("updated_in_place"),
             _ => None,
         }
+    }
+}
+
+/// The annotation of a command (pause and resume share one).
+fn annotation_of(command: ManualCommand) -> &'static str {
+    match command {
+        ManualCommand::Promote => auralguard_crds::manual::PROMOTE,
+        ManualCommand::Abort => auralguard_crds::manual::ABORT,
+        ManualCommand::Retry => auralguard_crds::manual::RETRY,
+        ManualCommand::Pause | ManualCommand::Resume => PAUSE,
     }
 }
 
@@ -345,12 +505,30 @@ fn decided(d: Decision) -> Outcome {
     Outcome::Decided(Box::new(d))
 }
 
-/// The state machine's single step.
+/// The state machine's single step: apply new manual commands to the remembered status, then
+/// advance from there.
 pub fn decide(input: &Input<'_>) -> Outcome {
+    let manual = manual::apply(input);
+    let input = &Input {
+        status: &manual.status,
+        ..input.clone()
+    };
     let serving = serving_of(input.status);
-    match input.status.rollout.as_ref() {
+    let outcome = match input.status.rollout.as_ref() {
         None => decided(steady(input, serving)),
         Some(r) => in_rollout(input, r),
+    };
+    match outcome {
+        Outcome::NeedMetrics => Outcome::NeedMetrics,
+        Outcome::Decided(mut d) => {
+            let mut transitions = manual.transitions;
+            transitions.append(&mut d.transitions);
+            d.transitions = transitions;
+            d.paused = input.commands.pause;
+            d.handled = manual.handled;
+            d.last_command = manual.last_command;
+            Outcome::Decided(d)
+        }
     }
 }
 
@@ -394,25 +572,31 @@ fn steady(input: &Input<'_>, serving: Option<ModelRef>) -> Decision {
                 // The source points at what serves: a rolled-back version is no longer
                 // wanted, so it may be tried again should the source come back to it.
                 return match (&last, desired) {
-                    (Some(l), Some(_))
-                        if l.outcome == RolloutOutcome::RolledBack && !l.superseded =>
-                    {
-                        Decision {
-                            last_rollout: Some(RolloutResult {
-                                superseded: true,
-                                ..l.clone()
-                            }),
-                            ..keep
-                        }
-                    }
+                    (Some(l), Some(_)) if l.blocks() => Decision {
+                        last_rollout: Some(RolloutResult {
+                            superseded: true,
+                            ..l.clone()
+                        }),
+                        ..keep
+                    },
                     _ => keep,
                 };
             };
-            let blocked = last.as_ref().is_some_and(|l| {
-                l.outcome == RolloutOutcome::RolledBack && !l.superseded && l.model == d.uri
-            });
+            let blocked = last
+                .as_ref()
+                .is_some_and(|l| l.blocks() && l.model == d.uri);
             if blocked {
                 return keep;
+            }
+            if input.commands.pause {
+                return Decision {
+                    waiting: Some(format!(
+                        "paused ({PAUSE}): model version {} is rolled out once the pause is lifted",
+                        d.version
+                    )),
+                    holding: true,
+                    ..keep
+                };
             }
             if input.policy.steps.is_empty() || input.scale == Scale::Fixed(0) {
                 return Decision {
@@ -449,6 +633,8 @@ fn start(
         started_at: now.clone(),
         phase_started_at: now,
         baseline: None,
+        paused_at: None,
+        promoted_manually: false,
     };
     transitions.push(Transition::RolloutStarted {
         from: stable.version.clone(),
@@ -518,9 +704,23 @@ fn fixed_replicas(scale: Scale) -> Option<i32> {
     }
 }
 
-/// A rollout is in progress: supersede, abort, or advance it.
+/// A rollout is in progress: hold, supersede, abort, or advance it.
 fn in_rollout(input: &Input<'_>, r: &RolloutState) -> Outcome {
     let last = input.status.last_rollout.clone();
+    if input.commands.pause {
+        // Keep what the state plans (the canary at its weight, or stable on the new version
+        // while promoting) and decide nothing: no scrape, no verdict, no deadline.
+        let mut d = plan(input, r, last);
+        d.waiting = Some(format!(
+            "paused ({PAUSE}): the rollout of model version {} holds in {:?} at step {}/{}",
+            r.canary_version,
+            r.phase,
+            r.step.saturating_add(1),
+            input.policy.steps.len()
+        ));
+        d.holding = true;
+        return decided(d);
+    }
     let stable = ModelRef {
         uri: r.stable_model.clone(),
         version: r.stable_version.clone(),
@@ -658,8 +858,24 @@ fn analyzing(
                     ))
                 }
                 InsufficientTraffic::Wait => {
+                    let deadline: Duration = input.policy.analysis.traffic_deadline.into();
+                    if waited.saturating_sub(pause) > deadline {
+                        return decided(rollback(
+                            input,
+                            r,
+                            format!(
+                                "canary analysis failed at step {}: only {why} within {} of \
+                                 waiting (analysis.trafficDeadline)",
+                                step + 1,
+                                human(deadline)
+                            ),
+                        ));
+                    }
                     let mut d = plan(input, r, last);
-                    d.waiting = Some(format!("waiting for traffic: {why}"));
+                    d.waiting = Some(format!(
+                        "waiting for traffic: {why} ({} left)",
+                        human(deadline.saturating_sub(waited.saturating_sub(pause)))
+                    ));
                     d.requeue_after = Some(input.check_interval);
                     return decided(d);
                 }
@@ -727,7 +943,14 @@ fn promoting(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -
                 input,
                 r,
                 RolloutOutcome::Promoted,
-                "every canary step passed",
+                &if r.promoted_manually {
+                    format!(
+                        "promoted by hand ({}) before every canary step had passed",
+                        auralguard_crds::manual::PROMOTE
+                    )
+                } else {
+                    "every canary step passed".to_string()
+                },
             )),
             transitions: vec![Transition::Promoted {
                 from: r.stable_version.clone(),
@@ -789,6 +1012,7 @@ fn result(
         message: message.to_string(),
         finished_at: Time(input.now),
         superseded: false,
+        retried: false,
     }
 }
 
@@ -812,6 +1036,8 @@ fn human(d: Duration) -> String {
         (h, m, _) => format!("{h}h{m}m"),
     }
 }
+
+mod manual;
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,10 @@
 //! [`build`] is pure: from the previous status, the rollout decision and what reconcile observed,
 //! it computes the next status. A condition keeps its `lastTransitionTime` while its status stays
 //! the same, so an unchanged world yields an identical status and reconcile can skip the write.
+//!
+//! A pause (`auralguard.io/pause`) shows in three places: `paused: true`, the phase `Paused`
+//! (unless nothing serves yet), and, while it holds something back, `Progressing=Unknown` with
+//! reason `Paused`, as a paused Deployment reports itself.
 
 use auralguard_crds::{condition, AudioDetectorStatus, Phase, RolloutOutcome};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -97,6 +101,17 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
             .is_none_or(|s| s.model.as_deref() != Some(m.uri.as_str()) || !s.rolled_out)
     });
     let progressing = match (&d.rollout, &d.stable_model) {
+        _ if d.holding => Condition {
+            status: "Unknown".into(),
+            ..cond(
+                condition::PROGRESSING,
+                false,
+                "Paused",
+                d.waiting
+                    .clone()
+                    .unwrap_or_else(|| "paused by auralguard.io/pause".into()),
+            )
+        },
         (Some(r), _) => cond(
             condition::PROGRESSING,
             true,
@@ -128,7 +143,7 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
     };
 
     let failed_rollout = d.last_rollout.as_ref().filter(|l| {
-        l.outcome == RolloutOutcome::RolledBack
+        l.blocks()
             && d.rollout.is_none()
             && match o.resolution {
                 Ok(m) => m.uri == l.model,
@@ -136,7 +151,16 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
             }
     });
     let degraded = match failed_rollout {
-        Some(l) => cond(condition::DEGRADED, true, "RolledBack", l.message.clone()),
+        Some(l) => cond(
+            condition::DEGRADED,
+            true,
+            if l.outcome == RolloutOutcome::ManuallyAborted {
+                "ManuallyAborted"
+            } else {
+                "RolledBack"
+            },
+            l.message.clone(),
+        ),
         None => cond(
             condition::DEGRADED,
             false,
@@ -153,6 +177,8 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
         }
     } else if stable_ready == 0 && expected > 0 {
         Phase::Pending
+    } else if d.paused {
+        Phase::Paused
     } else if d.rollout.is_some() {
         Phase::Progressing
     } else if failed_rollout.is_some() {
@@ -204,6 +230,9 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
         endpoint: Some(o.endpoint.clone()),
         rollout: d.rollout.clone(),
         last_rollout: d.last_rollout.clone(),
+        paused: d.paused,
+        handled_commands: d.handled.clone(),
+        last_command: d.last_command.clone(),
     }
 }
 

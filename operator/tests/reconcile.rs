@@ -829,3 +829,278 @@ async fn a_status_computed_from_a_stale_detector_is_refused_and_not_reported() {
         "a conflict reruns the reconcile at once: {action:?}"
     );
 }
+
+/// Sets (`Some`) or removes (`None`) an annotation on the detector, as `kubectl annotate` does.
+fn annotate(cluster: &mut Cluster, key: &str, value: Option<&str>) {
+    let annotations = cluster
+        .det
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new);
+    match value {
+        Some(v) => annotations.insert(key.into(), v.into()),
+        None => annotations.remove(key),
+    };
+}
+
+/// Expects the Events of manual commands, in order (reason, type), each with the action
+/// `ManualControl`, and returns their notes.
+async fn expect_manual_events(api: &mut ApiServer, reasons: &[(&str, &str)]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (reason, type_) in reasons {
+        let e = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(
+            (e.body["reason"].as_str(), e.body["type"].as_str()),
+            (Some(*reason), Some(*type_))
+        );
+        let action = if reason.starts_with("Manual") || ["Paused", "Resumed"].contains(reason) {
+            "ManualControl"
+        } else {
+            "Rollout"
+        };
+        assert_eq!(e.body["action"], action, "{reason}");
+        assert_eq!(e.body["regarding"]["name"], "demo");
+        notes.push(e.body["note"].as_str().unwrap_or_default().to_string());
+        let body = e.body.clone();
+        e.respond(StatusCode::CREATED, &body);
+    }
+    notes
+}
+
+/// The `kubectl annotate` commands end to end through reconcile: a pause freezes the canary
+/// (status, phase, condition and Event say so, and nothing is scraped or judged however long it
+/// lasts), resume + promote moves stable to the new version at once, the promote token acts once,
+/// and a command that makes no sense is answered with a Warning Event and recorded as ignored.
+#[tokio::test]
+async fn annotations_pause_resume_and_promote_a_canary_with_events_and_status() {
+    use auralguard_crds::{CommandResult, ManualCommand};
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
+    cluster.pods_ready(STABLE);
+    cluster.pods_ready(CANARY);
+    fakes.metrics.serve("demo-canary-0", 5, 0);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_status(&mut api).await;
+    finish(task, &mut api).await;
+    assert_eq!(fakes.metrics.scrapes(), 1);
+
+    // kubectl annotate adet demo auralguard.io/pause=true
+    annotate(&mut cluster, "auralguard.io/pause", Some("true"));
+    fakes.clock.advance(20);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert!(status.paused);
+    assert_eq!(status.phase, Some(Phase::Paused));
+    assert_eq!(
+        condition(&status, "Progressing"),
+        ("Unknown".into(), "Paused".into())
+    );
+    let r = status.rollout.clone().unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
+    assert!(r.paused_at.is_some());
+    assert_eq!(
+        (status.canary_version.as_deref(), status.canary_weight),
+        (Some("2"), Some(25))
+    );
+    let cmd = status.last_command.clone().unwrap();
+    assert_eq!(
+        (cmd.command, cmd.result, cmd.token),
+        (ManualCommand::Pause, CommandResult::Applied, None)
+    );
+    let notes = expect_manual_events(&mut api, &[("Paused", "Normal")]).await;
+    assert!(
+        notes[0].starts_with("auralguard.io/pause set: holding the rollout of model version 2"),
+        "{}",
+        notes[0]
+    );
+    finish(task, &mut api).await;
+
+    // Long past the step's 60 s: still held, nothing judged, nothing written.
+    fakes.clock.advance(600);
+    fakes.metrics.serve("demo-canary-0", 100, 90);
+    expect_no_writes(&cluster, &ctx, &mut api).await;
+    assert_eq!(fakes.metrics.scrapes(), 1);
+
+    // Resume and promote in one go:
+    //   kubectl annotate adet demo auralguard.io/pause- auralguard.io/promote=1712000000
+    annotate(&mut cluster, "auralguard.io/pause", None);
+    annotate(&mut cluster, "auralguard.io/promote", Some("1712000000"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 4);
+    assert_eq!(
+        env(&stable, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/2"
+    );
+    let status = cluster.expect_status(&mut api).await;
+    assert!(!status.paused);
+    assert_eq!(status.phase, Some(Phase::Progressing));
+    let r = status.rollout.clone().unwrap();
+    assert_eq!(
+        (r.phase, r.promoted_manually, r.paused_at),
+        (RolloutPhase::Promoting, true, None)
+    );
+    assert_eq!(
+        status.handled_commands.promote.as_deref(),
+        Some("1712000000")
+    );
+    let cmd = status.last_command.clone().unwrap();
+    assert_eq!(
+        (cmd.command, cmd.result, cmd.token.as_deref()),
+        (
+            ManualCommand::Promote,
+            CommandResult::Applied,
+            Some("1712000000")
+        )
+    );
+    let notes = expect_manual_events(
+        &mut api,
+        &[("Resumed", "Normal"), ("ManualPromote", "Normal")],
+    )
+    .await;
+    assert_eq!(
+        notes[1],
+        "promoting model version 2 by hand at step 1/2, skipping the remaining steps and \
+         analysis (auralguard.io/promote=1712000000)"
+    );
+    finish(task, &mut api).await;
+    assert_eq!(fakes.metrics.scrapes(), 1, "a promotion judges nothing");
+
+    // Stable rolled out: promoted, canary deleted.
+    cluster.pods_ready(STABLE);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_delete(&mut api, CANARY).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.serving_version.as_deref(), Some("2"));
+    assert_eq!(status.phase, Some(Phase::Running));
+    let last = status.last_rollout.unwrap();
+    assert_eq!(last.outcome, RolloutOutcome::Promoted);
+    assert!(
+        last.message.starts_with("promoted by hand"),
+        "{}",
+        last.message
+    );
+    expect_manual_events(&mut api, &[("RolloutPromoted", "Normal")]).await;
+    finish(task, &mut api).await;
+
+    // The promote annotation is still there: it acted once, so reconciles only read.
+    expect_no_writes(&cluster, &ctx, &mut api).await;
+
+    // An abort with no rollout running: a Warning Event, recorded as ignored, once.
+    annotate(&mut cluster, "auralguard.io/abort", Some("a1"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.handled_commands.abort.as_deref(), Some("a1"));
+    let cmd = status.last_command.unwrap();
+    assert_eq!(
+        (cmd.command, cmd.result, cmd.message.as_str()),
+        (
+            ManualCommand::Abort,
+            CommandResult::Ignored,
+            "ignored: no rollout is running"
+        )
+    );
+    assert_eq!(status.phase, Some(Phase::Running));
+    let notes = expect_manual_events(&mut api, &[("ManualCommandIgnored", "Warning")]).await;
+    assert_eq!(
+        notes[0],
+        "abort ignored (auralguard.io/abort=a1): no rollout is running"
+    );
+    finish(task, &mut api).await;
+    expect_no_writes(&cluster, &ctx, &mut api).await;
+}
+
+/// `auralguard.io/abort` through reconcile: the canary Deployment is deleted, stable gets its
+/// pods back, status says `ManuallyAborted` and `Degraded`, a Warning Event and the rollout
+/// metric record it, and the version is not tried again until `auralguard.io/retry`.
+#[tokio::test]
+async fn an_abort_annotation_rolls_back_and_a_retry_annotation_tries_again() {
+    use auralguard_crds::{CommandResult, ManualCommand};
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
+    cluster.pods_ready(STABLE);
+    cluster.pods_ready(CANARY);
+
+    annotate(&mut cluster, "auralguard.io/abort", Some("1712000000"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 4);
+    assert_eq!(
+        env(&stable, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/1"
+    );
+    cluster.expect_delete(&mut api, CANARY).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.rollout, None);
+    let last = status.last_rollout.clone().unwrap();
+    assert_eq!(
+        (last.outcome, last.version.as_str()),
+        (RolloutOutcome::ManuallyAborted, "2")
+    );
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True".into(), "ManuallyAborted".into())
+    );
+    let cmd = status.last_command.clone().unwrap();
+    assert_eq!(
+        (cmd.command, cmd.result),
+        (ManualCommand::Abort, CommandResult::Applied)
+    );
+    let notes = expect_manual_events(&mut api, &[("ManualAbort", "Warning")]).await;
+    assert!(
+        notes[0].starts_with("rollout of model version 2 aborted by hand, still serving 1"),
+        "{}",
+        notes[0]
+    );
+    finish(task, &mut api).await;
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("auralguard_operator_rollouts_total{outcome=\"aborted_manually\"} 1"));
+
+    // Blocked: the alias still says 2, the same token is still there, nothing happens.
+    cluster.pods_ready(STABLE);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_status(&mut api).await; // the 4 stable pods are ready again
+    finish(task, &mut api).await;
+    expect_no_writes(&cluster, &ctx, &mut api).await;
+
+    // kubectl annotate adet demo auralguard.io/retry="$(date +%s)" --overwrite
+    annotate(&mut cluster, "auralguard.io/retry", Some("1712000100"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    assert_eq!(
+        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
+        3
+    );
+    assert_eq!(
+        cluster.expect_apply(&mut api, CANARY).await["spec"]["replicas"],
+        1
+    );
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.phase, Some(Phase::Progressing));
+    assert!(status.last_rollout.unwrap().retried);
+    assert_eq!(status.rollout.unwrap().canary_version, "2");
+    expect_manual_events(
+        &mut api,
+        &[
+            ("ManualRetry", "Normal"),
+            ("RolloutStarted", "Normal"),
+            ("CanaryStepStarted", "Normal"),
+        ],
+    )
+    .await;
+    finish(task, &mut api).await;
+}

@@ -79,6 +79,8 @@ struct Sim {
     restart_every_time: bool,
     log: Vec<Transition>,
     scrapes: usize,
+    /// The detector's manual-command annotations.
+    commands: Commands,
 }
 
 impl Sim {
@@ -111,6 +113,7 @@ impl Sim {
             restart_every_time: false,
             log: Vec::new(),
             scrapes: 0,
+            commands: Commands::default(),
         }
     }
 
@@ -137,6 +140,7 @@ impl Sim {
             canary: self.canary.as_ref(),
             metrics: None,
             check_interval: Duration::from_secs(10),
+            commands: &self.commands,
         };
         let decision = match decide(&input) {
             Outcome::Decided(d) => *d,
@@ -158,6 +162,9 @@ impl Sim {
         self.status.serving_version = d.serving.as_ref().map(|m| m.version.clone());
         self.status.rollout = d.rollout.clone();
         self.status.last_rollout = d.last_rollout.clone();
+        self.status.paused = d.paused;
+        self.status.handled_commands = d.handled.clone();
+        self.status.last_command = d.last_command.clone();
         self.log.extend(d.transitions.iter().cloned());
         let ready = |model: &ModelRef, replicas: Option<i32>, stuck: bool| {
             let r = replicas.unwrap_or(4);
@@ -512,7 +519,7 @@ fn insufficient_traffic_waits_passes_or_fails_as_configured() {
     assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
     assert_eq!(
         d.waiting.as_deref(),
-        Some("waiting for traffic: 3 of the 20 requests needed to judge the canary")
+        Some("waiting for traffic: 3 of the 20 requests needed to judge the canary (30m left)")
     );
     // The window stays open (same baseline) until enough requests arrived: 3 → 6 → … → 21.
     sim.traffic = Traffic {
@@ -530,6 +537,35 @@ fn insufficient_traffic_waits_passes_or_fails_as_configured() {
     assert_eq!(d.rollout.unwrap().step, 1);
     let (d, _) = run(InsufficientTraffic::Fail);
     assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::RolledBack);
+}
+
+#[test]
+fn waiting_for_traffic_ends_in_a_rollback_at_the_traffic_deadline() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.policy.analysis.traffic_deadline = Duration::from_secs(300).into();
+    sim.traffic = QUIET;
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    sim.wait(60);
+    let d = sim.reconcile(Some(&v(2)));
+    assert!(d.rollout.is_some(), "the pause just ended: waiting");
+    sim.wait(299);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.waiting.as_deref(),
+        Some("waiting for traffic: 6 of the 20 requests needed to judge the canary (1s left)")
+    );
+    sim.wait(2);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.rollout, None);
+    assert_eq!(d.canary, None);
+    let last = d.last_rollout.unwrap();
+    assert_eq!(last.outcome, RolloutOutcome::RolledBack);
+    assert_eq!(
+        last.message,
+        "canary analysis failed at step 1: only 9 of the 20 requests needed to judge the canary \
+         within 5m of waiting (analysis.trafficDeadline)"
+    );
 }
 
 #[test]
@@ -613,4 +649,520 @@ fn human_durations() {
     assert_eq!(human(Duration::from_secs(600)), "10m");
     assert_eq!(human(Duration::from_secs(90)), "1m30s");
     assert_eq!(human(Duration::from_secs(7260)), "2h1m");
+}
+
+// Manual control (`auralguard.io/{promote,abort,retry,pause}`).
+
+fn token(t: &str) -> Option<String> {
+    Some(t.to_string())
+}
+
+/// Starts a rollout to v2 and opens the first step's window.
+fn analyzing_step_1(sim: &mut Sim) {
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    let r = sim.status.rollout.as_ref().unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
+}
+
+fn count(sim: &Sim, reason: &str) -> usize {
+    sim.reasons().iter().filter(|r| **r == reason).count()
+}
+
+#[test]
+fn promote_mid_canary_skips_the_remaining_steps_and_analysis() {
+    let mut sim = Sim::new(Some(v(1)));
+    // Traffic that would fail the analysis: a promotion must not judge it.
+    sim.traffic = ERRORS;
+    analyzing_step_1(&mut sim);
+    assert_eq!(sim.scrapes, 1);
+    sim.wait(30);
+    sim.commands.promote = token("t1");
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.scrapes, 1, "no analysis on a manual promotion");
+    let r = d.rollout.clone().unwrap();
+    assert_eq!(
+        (r.phase, r.promoted_manually),
+        (RolloutPhase::Promoting, true)
+    );
+    assert_eq!(
+        (d.stable_model.clone(), d.stable_replicas),
+        (Some(v(2)), Some(4))
+    );
+    assert_eq!(
+        d.serving,
+        Some(v(1)),
+        "not promoted until stable is rolled out"
+    );
+    assert!(d.canary.is_some(), "the canary serves until then");
+    assert_eq!(
+        d.transitions,
+        [Transition::ManualPromote {
+            version: "2".into(),
+            step: 1,
+            of: 2,
+            token: "t1".into()
+        }]
+    );
+    assert!(!d.transitions[0].is_warning());
+    assert_eq!(d.transitions[0].action(), "ManualControl");
+    let cmd = d.last_command.clone().unwrap();
+    assert_eq!(
+        (cmd.command, cmd.token.as_deref(), cmd.result),
+        (ManualCommand::Promote, Some("t1"), CommandResult::Applied)
+    );
+    assert_eq!(
+        cmd.message,
+        "promoting model version 2 at step 1 of 2, skipping the remaining steps and their analysis"
+    );
+    assert_eq!(cmd.at, Time(sim.now));
+    assert_eq!(d.handled.promote.as_deref(), Some("t1"));
+
+    // Stable rolled out on v2: promoted, the canary goes.
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!((d.serving.clone(), d.canary.clone()), (Some(v(2)), None));
+    assert_eq!(d.rollout, None);
+    let last = d.last_rollout.unwrap();
+    assert_eq!(last.outcome, RolloutOutcome::Promoted);
+    assert_eq!(
+        last.message,
+        "promoted by hand (auralguard.io/promote) before every canary step had passed"
+    );
+    assert_eq!(
+        sim.reasons(),
+        [
+            "RolloutStarted",
+            "CanaryStepStarted",
+            "ManualPromote",
+            "RolloutPromoted"
+        ]
+    );
+    assert!(sim.reconcile(Some(&v(2))).transitions.is_empty());
+}
+
+use auralguard_crds::{CommandResult, ManualCommand};
+
+#[test]
+fn a_command_acts_once_per_token_across_reconciles_and_restarts() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.restart_every_time = true;
+    sim.commands.promote = token("t1");
+    // Nothing to promote: ignored once, not on every reconcile.
+    let d = sim.reconcile(Some(&v(1)));
+    assert_eq!(sim.reasons(), ["ManualCommandIgnored"]);
+    assert!(d.transitions[0].is_warning());
+    for _ in 0..3 {
+        assert!(sim.reconcile(Some(&v(1))).transitions.is_empty());
+    }
+    // A rollout starts later: the old token does not promote it.
+    analyzing_step_1(&mut sim);
+    assert_eq!(count(&sim, "ManualPromote"), 0);
+    // A new token does, once.
+    sim.commands.promote = token("t2");
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.status.serving_version.as_deref(), Some("2"));
+    assert_eq!(count(&sim, "ManualPromote"), 1);
+    // The next rollout, with the annotation still at t2, runs its steps.
+    sim.reconcile(Some(&v(3)));
+    sim.reconcile(Some(&v(3)));
+    let r = sim.status.rollout.as_ref().unwrap();
+    assert_eq!(
+        (r.canary_version.as_str(), r.phase, r.promoted_manually),
+        ("3", RolloutPhase::Analyzing, false)
+    );
+    assert_eq!(count(&sim, "ManualPromote"), 1);
+    assert_eq!(sim.status.handled_commands.promote.as_deref(), Some("t2"));
+}
+
+#[test]
+fn abort_mid_canary_rolls_back_and_blocks_the_version_until_retried() {
+    let mut sim = Sim::new(Some(v(1)));
+    analyzing_step_1(&mut sim);
+    sim.wait(60);
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    let r = sim.status.rollout.as_ref().unwrap();
+    assert_eq!((r.step, r.phase), (1, RolloutPhase::Analyzing));
+
+    sim.commands.abort = token("a1");
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!((d.rollout.clone(), d.canary.clone()), (None, None));
+    assert_eq!(
+        (d.serving.clone(), d.stable_model.clone(), d.stable_replicas),
+        (Some(v(1)), Some(v(1)), Some(4))
+    );
+    let last = d.last_rollout.clone().unwrap();
+    assert_eq!(
+        (
+            last.outcome,
+            last.version.as_str(),
+            last.from_version.as_str()
+        ),
+        (RolloutOutcome::ManuallyAborted, "2", "1")
+    );
+    assert!(last.blocks());
+    assert!(
+        last.message
+            .starts_with("aborted by auralguard.io/abort at step 2"),
+        "{}",
+        last.message
+    );
+    let t = &d.transitions[0];
+    assert_eq!(
+        (t.reason(), t.is_warning(), t.rollout_metric()),
+        ("ManualAbort", true, Some("aborted_manually"))
+    );
+    assert_eq!(d.transitions.len(), 1);
+
+    // The source still points at v2: not tried again, however often reconciled.
+    for _ in 0..3 {
+        sim.wait(60);
+        let d = sim.reconcile(Some(&v(2)));
+        assert!(d.transitions.is_empty());
+        assert_eq!(d.rollout, None);
+    }
+
+    // Retry: v2 gets a fresh canary from step 1 in the same reconcile.
+    sim.commands.retry = token("r1");
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions
+            .iter()
+            .map(Transition::reason)
+            .collect::<Vec<_>>(),
+        ["ManualRetry", "RolloutStarted", "CanaryStepStarted"]
+    );
+    let r = d.rollout.unwrap();
+    assert_eq!(
+        (r.canary_version.as_str(), r.step, r.phase),
+        ("2", 0, RolloutPhase::Scaling)
+    );
+    let last = d.last_rollout.unwrap();
+    assert!(last.retried && !last.blocks(), "{last:?}");
+    assert_eq!(sim.status.handled_commands.abort.as_deref(), Some("a1"));
+    // The abort token is still on the detector: the new canary is not aborted again.
+    sim.reconcile(Some(&v(2)));
+    assert!(sim.status.rollout.is_some());
+    assert_eq!(count(&sim, "ManualAbort"), 1);
+}
+
+#[test]
+fn retry_unblocks_a_rolled_back_version() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.traffic = ERRORS;
+    analyzing_step_1(&mut sim);
+    sim.wait(60);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::RolledBack);
+    assert_eq!(sim.reconcile(Some(&v(2))).rollout, None, "blocked");
+
+    sim.traffic = GOOD;
+    sim.commands.retry = token("r1");
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions[0],
+        Transition::ManualRetry {
+            version: "2".into(),
+            token: "r1".into()
+        }
+    );
+    assert_eq!(d.rollout.unwrap().canary_version, "2");
+    assert_eq!(
+        d.last_command.unwrap().message,
+        "model version 2 is no longer blocked"
+    );
+    // This time the canary is good and is promoted.
+    sim.reconcile(Some(&v(2)));
+    sim.wait(60);
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    sim.wait(120);
+    sim.reconcile(Some(&v(2)));
+    let d = sim.reconcile(Some(&v(2)));
+    let last = d.last_rollout.unwrap();
+    assert_eq!(
+        (last.outcome, last.retried),
+        (RolloutOutcome::Promoted, false)
+    );
+    assert_eq!(d.serving, Some(v(2)));
+    assert_eq!(count(&sim, "ManualRetry"), 1);
+}
+
+#[test]
+fn commands_that_make_no_sense_now_are_ignored_with_a_warning_and_marked_handled() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.commands = Commands {
+        promote: token("p"),
+        abort: token("a"),
+        retry: token("r"),
+        pause: false,
+    };
+    let d = sim.reconcile(Some(&v(1)));
+    let ignored = |command, token: &str, reason: &str| Transition::CommandIgnored {
+        command,
+        token: token.into(),
+        reason: reason.into(),
+    };
+    assert_eq!(
+        d.transitions,
+        [
+            ignored(ManualCommand::Abort, "a", "no rollout is running"),
+            ignored(
+                ManualCommand::Retry,
+                "r",
+                "no rolled-back or aborted model version is blocked"
+            ),
+            ignored(ManualCommand::Promote, "p", "no rollout is running"),
+        ]
+    );
+    assert!(d.transitions.iter().all(Transition::is_warning));
+    assert_eq!(
+        d.transitions[2].note(),
+        "promote ignored (auralguard.io/promote=p): no rollout is running"
+    );
+    assert_eq!(
+        d.handled,
+        HandledCommands {
+            promote: token("p"),
+            abort: token("a"),
+            retry: token("r"),
+        }
+    );
+    let cmd = d.last_command.clone().unwrap();
+    assert_eq!(
+        (cmd.command, cmd.result, cmd.message.as_str()),
+        (
+            ManualCommand::Promote,
+            CommandResult::Ignored,
+            "ignored: no rollout is running"
+        )
+    );
+    assert_eq!((d.serving, d.rollout), (Some(v(1)), None));
+    assert!(sim.reconcile(Some(&v(1))).transitions.is_empty());
+
+    // Promote while the canary is already being promoted.
+    sim.policy.steps = vec![step(50, 0)];
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    sim.wait(1);
+    sim.stable_stuck = true;
+    sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        sim.status.rollout.as_ref().unwrap().phase,
+        RolloutPhase::Promoting
+    );
+    sim.commands.promote = token("p2");
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions,
+        [ignored(
+            ManualCommand::Promote,
+            "p2",
+            "model version 2 is already being promoted"
+        )]
+    );
+    assert!(!d.rollout.unwrap().promoted_manually);
+}
+
+#[test]
+fn pause_holds_the_step_and_its_analysis_and_resume_keeps_the_time_left() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.restart_every_time = true;
+    analyzing_step_1(&mut sim);
+    sim.wait(20);
+    sim.commands.pause = true;
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions
+            .iter()
+            .map(Transition::reason)
+            .collect::<Vec<_>>(),
+        ["Paused"]
+    );
+    assert!(d.paused && d.holding);
+    let r = d.rollout.clone().unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
+    assert_eq!(r.paused_at, Some(Time(sim.now)));
+    assert_eq!(d.canary.as_ref().map(|c| c.replicas), Some(1), "kept");
+    assert_eq!(d.requeue_after, None);
+    assert_eq!(
+        d.last_command.map(|c| (c.command, c.result)),
+        Some((ManualCommand::Pause, CommandResult::Applied))
+    );
+
+    // Well past the step's pause and the progress deadline: nothing is judged or scraped.
+    let scrapes = sim.scrapes;
+    sim.wait(900);
+    let d = sim.reconcile(Some(&v(2)));
+    assert!(d.transitions.is_empty());
+    assert_eq!(
+        d.rollout.as_ref().map(|r| (r.step, r.phase)),
+        Some((0, RolloutPhase::Analyzing))
+    );
+    assert!(
+        d.waiting
+            .as_deref()
+            .unwrap()
+            .starts_with("paused (auralguard.io/pause)"),
+        "{:?}",
+        d.waiting
+    );
+    // A source change is held too.
+    let d = sim.reconcile(Some(&v(3)));
+    assert!(d.transitions.is_empty());
+    assert_eq!(d.canary.unwrap().model, v(2));
+    assert_eq!(sim.scrapes, scrapes);
+
+    // Resume: the window has the 40 s it had left.
+    sim.commands.pause = false;
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions
+            .iter()
+            .map(Transition::reason)
+            .collect::<Vec<_>>(),
+        ["Resumed"]
+    );
+    assert!(!d.paused && !d.holding);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(40)));
+    assert_eq!(d.rollout.unwrap().paused_at, None);
+    sim.wait(39);
+    let d = sim.reconcile(Some(&v(2)));
+    assert!(d.transitions.is_empty());
+    assert_eq!(sim.scrapes, scrapes);
+    sim.wait(1);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions
+            .iter()
+            .map(Transition::reason)
+            .collect::<Vec<_>>(),
+        ["CanaryStepPassed", "CanaryStepStarted"]
+    );
+    assert_eq!(sim.scrapes, scrapes + 1);
+}
+
+#[test]
+fn the_progress_deadline_does_not_run_while_paused() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.stuck = true;
+    sim.reconcile(Some(&v(2)));
+    sim.wait(500);
+    sim.commands.pause = true;
+    sim.reconcile(Some(&v(2)));
+    sim.wait(1000);
+    let d = sim.reconcile(Some(&v(2)));
+    assert!(d.rollout.is_some() && d.transitions.is_empty());
+    sim.commands.pause = false;
+    let d = sim.reconcile(Some(&v(2)));
+    assert!(d.rollout.is_some(), "500 s of the 600 s deadline had run");
+    sim.wait(100);
+    assert!(sim.reconcile(Some(&v(2))).rollout.is_some());
+    sim.wait(1);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.rollout, None);
+    assert_eq!(
+        d.last_rollout.unwrap().message,
+        "canary pods were not ready within 10m"
+    );
+}
+
+#[test]
+fn pause_holds_a_new_version_but_not_the_first_deployment() {
+    let mut sim = Sim::new(None);
+    sim.commands.pause = true;
+    let d = sim.reconcile(Some(&v(1)));
+    assert_eq!(d.stable_model, Some(v(1)));
+    assert_eq!(sim.reasons(), ["Paused", "ModelDeployed"]);
+    assert!(d.paused && !d.holding);
+
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        (d.rollout.clone(), d.stable_model.clone()),
+        (None, Some(v(1)))
+    );
+    assert!(d.holding && d.transitions.is_empty());
+    assert_eq!(
+        d.waiting.as_deref(),
+        Some(
+            "paused (auralguard.io/pause): model version 2 is rolled out once the pause is lifted"
+        )
+    );
+    // An in-place update is held as well.
+    sim.policy.steps.clear();
+    assert_eq!(sim.reconcile(Some(&v(2))).stable_model, Some(v(1)));
+
+    sim.policy = policy();
+    sim.commands.pause = false;
+    sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        sim.reasons()[2..],
+        ["Resumed", "RolloutStarted", "CanaryStepStarted"]
+    );
+}
+
+#[test]
+fn promote_while_paused_moves_stable_and_completes_after_the_resume() {
+    let mut sim = Sim::new(Some(v(1)));
+    analyzing_step_1(&mut sim);
+    sim.commands.pause = true;
+    sim.commands.promote = token("p1");
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions
+            .iter()
+            .map(Transition::reason)
+            .collect::<Vec<_>>(),
+        ["Paused", "ManualPromote"]
+    );
+    assert_eq!(d.stable_model, Some(v(2)));
+    assert_eq!(d.rollout.unwrap().phase, RolloutPhase::Promoting);
+    assert!(d
+        .last_command
+        .unwrap()
+        .message
+        .ends_with("; the promotion completes when the pause is lifted"));
+    // Stable is on v2 now, but the paused machine records nothing.
+    sim.wait(700);
+    let d = sim.reconcile(Some(&v(2)));
+    assert!(d.transitions.is_empty());
+    assert_eq!(d.serving, Some(v(1)));
+    sim.commands.pause = false;
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions
+            .iter()
+            .map(Transition::reason)
+            .collect::<Vec<_>>(),
+        ["Resumed", "RolloutPromoted"]
+    );
+    assert_eq!(d.serving, Some(v(2)));
+}
+
+#[test]
+fn abort_and_retry_together_restart_the_canary_from_step_one() {
+    let mut sim = Sim::new(Some(v(1)));
+    analyzing_step_1(&mut sim);
+    sim.wait(60);
+    sim.reconcile(Some(&v(2)));
+    assert_eq!(sim.status.rollout.as_ref().unwrap().step, 1);
+    sim.commands.abort = token("x");
+    sim.commands.retry = token("x");
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.transitions
+            .iter()
+            .map(Transition::reason)
+            .collect::<Vec<_>>(),
+        [
+            "ManualAbort",
+            "ManualRetry",
+            "RolloutStarted",
+            "CanaryStepStarted"
+        ]
+    );
+    let r = d.rollout.unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Scaling));
+    assert_eq!(d.canary.unwrap().weight, 10);
 }
