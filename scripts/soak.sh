@@ -7,6 +7,9 @@
 #   scripts/soak.sh [MINUTES] [-- EXTRA DRIVER FLAGS]     (see: target/release/examples/soak --help)
 # Prints a Markdown summary on stdout; progress and per-case detail on stderr. Exit status: 0 pass,
 # 1 a check failed (the work folder with both logs is kept and named), 2 the soak could not run.
+# SOAK_PROFILE: release (the default: the build the server ships as, what long runs measure) or
+# dev (the build the tests already made, with integer-overflow checks on: scripts/test.sh uses it
+# for its short run, which checks behaviour rather than speed, and so skips a release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,11 +24,17 @@ fi
 # The database the tests use (SecantusDB in .venv/mongo); idempotent, like scripts/test.sh.
 bash scripts/install-mongo-test-deps.sh
 
-cargo build --release -p auralguard --bin auralguard --example soak
+profile="${SOAK_PROFILE:-release}"
+case "$profile" in
+  release) build=(--release); out=release ;;
+  dev) build=(); out=debug ;;
+  *) echo "SOAK_PROFILE must be release or dev" >&2; exit 2 ;;
+esac
+cargo build "${build[@]}" -p auralguard --bin auralguard --example soak
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 # The driver kills its children on exit, panic, Ctrl-C and SIGTERM; `exec` makes it the process
 # a CI timeout signals.
-exec "$target_dir/release/examples/soak" --minutes "$minutes" \
-  --binary "$target_dir/release/auralguard" "$@"
+exec "$target_dir/$out/examples/soak" --minutes "$minutes" \
+  --binary "$target_dir/$out/auralguard" "$@"
