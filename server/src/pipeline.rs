@@ -32,12 +32,12 @@ pub struct DetectorOptions {
     pub max_duration_seconds: Option<f64>,
 }
 
-/// Default windows per network call. On CPU a batch's cost is close to linear in its windows
-/// past a handful (the seed CNN measured 0.91× batch 1's time per window at 32), while its
-/// activations are not: they grow with every window (about 3.8 MB per 15 s window and layer for
-/// the seed CNN) and a server's resident memory follows its largest batch. Eight keeps the
-/// GEMMs full, and every call's tensors the same few sizes, so freed blocks are reused rather
-/// than new ones mapped; a GPU is better served by a larger `--batch-size`.
+/// Default windows per network call. On CPU a batch's cost per window hardly falls past a
+/// handful (one machine ran the seed CNN at 32 windows in 1.1× batch 1's time per window), but
+/// its activations grow with every window (about 3.8 MB per 15 s window and layer for the seed
+/// CNN), and a server's resident memory follows its largest batch. Eight keeps the GEMMs full
+/// and every call's tensors the same few sizes, so freed blocks are reused rather than new
+/// ones mapped; a GPU is better served by a larger `--batch-size`.
 pub const DEFAULT_BATCH_SIZE: usize = 8;
 
 /// A loaded model plus its front-end, ready to judge audio.
