@@ -185,6 +185,21 @@ impl Sim {
             .map(|c| ready(&c.model, Some(c.replicas), self.stuck));
     }
 
+    /// Rolls `to` out through one 50 % step with no pause into `Promoting`, where it stays:
+    /// from then on the stable Deployment never finishes moving to the new template.
+    fn hold_in_promoting(&mut self, to: &ModelRef) {
+        self.policy.steps = vec![step(50, 0)];
+        self.reconcile(Some(to));
+        self.reconcile(Some(to));
+        self.wait(1);
+        self.stable_stuck = true;
+        self.reconcile(Some(to));
+        assert_eq!(
+            self.status.rollout.as_ref().unwrap().phase,
+            RolloutPhase::Promoting
+        );
+    }
+
     /// Lets `secs` pass while the canary serves one window of traffic.
     fn wait(&mut self, secs: i64) {
         self.now += k8s_openapi::jiff::SignedDuration::from_secs(secs);
@@ -596,17 +611,7 @@ fn pointing_the_alias_back_aborts_and_a_newer_version_supersedes() {
 #[test]
 fn promotion_that_never_completes_rolls_back() {
     let mut sim = Sim::new(Some(v(1)));
-    sim.policy.steps = vec![step(50, 0)];
-    sim.reconcile(Some(&v(2)));
-    sim.reconcile(Some(&v(2)));
-    sim.wait(1);
-    // From now on the stable Deployment never finishes moving to a new template.
-    sim.stable_stuck = true;
-    sim.reconcile(Some(&v(2)));
-    assert_eq!(
-        sim.status.rollout.as_ref().unwrap().phase,
-        RolloutPhase::Promoting
-    );
+    sim.hold_in_promoting(&v(2));
     sim.wait(600);
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(
@@ -942,16 +947,7 @@ fn commands_that_make_no_sense_now_are_ignored_with_a_warning_and_marked_handled
     assert!(sim.reconcile(Some(&v(1))).transitions.is_empty());
 
     // Promote while the canary is already being promoted.
-    sim.policy.steps = vec![step(50, 0)];
-    sim.reconcile(Some(&v(2)));
-    sim.reconcile(Some(&v(2)));
-    sim.wait(1);
-    sim.stable_stuck = true;
-    sim.reconcile(Some(&v(2)));
-    assert_eq!(
-        sim.status.rollout.as_ref().unwrap().phase,
-        RolloutPhase::Promoting
-    );
+    sim.hold_in_promoting(&v(2));
     sim.commands.promote = token("p2");
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(
