@@ -12,6 +12,8 @@
 # FUZZ_PROFILE (release, the default: fast and what the server ships as; or dev: slower, but with
 # integer-overflow checks on, as the tests build, so arithmetic that release silently wraps
 # panics and is reported).
+# AURALGUARD_CARGO_SELECT: the packages and features cargo builds (default `-p auralguard`);
+# scripts/test.sh passes the selection of its own test build, which then has nothing to recompile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -78,7 +80,8 @@ case "$profile" in
   *) echo "FUZZ_PROFILE must be release or dev" >&2; exit 2 ;;
 esac
 log "building the fuzzer ($profile)"
-cargo build "${build[@]}" -p auralguard --example fuzz
+read -r -a select <<< "${AURALGUARD_CARGO_SELECT:--p auralguard}"
+cargo build "${build[@]}" "${select[@]}" --example fuzz
 common=(--findings "$findings" --seeds "$seeds" --work "$target_dir/fuzz-work")
 
 status=0

@@ -10,6 +10,8 @@
 # SOAK_PROFILE: release (the default: the build the server ships as, what long runs measure) or
 # dev (the build the tests already made, with integer-overflow checks on: scripts/test.sh uses it
 # for its short run, which checks behaviour rather than speed, and so skips a release build).
+# AURALGUARD_CARGO_SELECT: the packages and features cargo builds (default `-p auralguard`);
+# scripts/test.sh passes the selection of its own test build, which then has nothing to recompile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +32,8 @@ case "$profile" in
   dev) build=(); out=debug ;;
   *) echo "SOAK_PROFILE must be release or dev" >&2; exit 2 ;;
 esac
-cargo build "${build[@]}" -p auralguard --bin auralguard --example soak
+read -r -a select <<< "${AURALGUARD_CARGO_SELECT:--p auralguard}"
+cargo build "${build[@]}" "${select[@]}" --bin auralguard --example soak
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 

@@ -222,7 +222,7 @@ fn worker_main(target: Target, args: &Args) -> ExitCode {
             *last = Some(info.to_string());
         }
     }));
-    let ctx = match Ctx::open(target, &args.model) {
+    let ctx = match Ctx::open(target, &args.model, &args.work) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fuzz worker: cannot prepare {}: {e:#}", target.name());
@@ -289,6 +289,8 @@ struct Worker {
     stdin: ChildStdin,
     answers: Receiver<Option<Vec<u8>>>,
     log: PathBuf,
+    /// The worker's own folder for files its target writes; removed once the worker is gone.
+    scratch: PathBuf,
 }
 
 impl Worker {
@@ -297,9 +299,20 @@ impl Worker {
         let log = args.work.join(format!("{}.worker.log", target.name()));
         let stderr = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+        // One folder per worker: a respawned worker starts before the one it replaces is
+        // dropped, so they must not share one.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = args.work.join(format!(
+            "{}.scratch-{}-{n}",
+            target.name(),
+            std::process::id()
+        ));
         let mut child = Command::new(exe)
             .arg("--worker")
             .arg(target.name())
+            .arg("--work")
+            .arg(&scratch)
             .arg("--model")
             .arg(&args.model)
             .arg("--budget-mb")
@@ -330,6 +343,7 @@ impl Worker {
             stdin,
             answers,
             log,
+            scratch,
         };
         // Loading the model takes a moment; a worker that cannot start is a harness error.
         match w.answers.recv_timeout(Duration::from_secs(120)) {
@@ -381,6 +395,7 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
 

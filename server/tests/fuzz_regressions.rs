@@ -138,7 +138,8 @@ fn every_fuzz_regression_input_is_handled() {
         if files.is_empty() {
             continue;
         }
-        let ctx = Arc::new(Ctx::open(target, &model).expect("target context"));
+        let scratch = tempfile::tempdir().expect("scratch folder");
+        let ctx = Arc::new(Ctx::open(target, &model, scratch.path()).expect("target context"));
         for file in files {
             let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let what = format!("{}/{name}", target.name());

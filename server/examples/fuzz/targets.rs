@@ -299,8 +299,10 @@ fn app_state(detector: Detector) -> anyhow::Result<Arc<auralguard::api::AppState
 
 impl Ctx {
     /// Prepares `target` with the model package in `model` (used by `decode`, `oip` and
-    /// `multipart`; the shipped `models/seed-random` is what the server tests use).
-    pub fn open(target: Target, model: &Path) -> anyhow::Result<Self> {
+    /// `multipart`; the shipped `models/seed-random` is what the server tests use). `scratch`
+    /// is a folder of this context's own, for targets that write files (`manifest`): the caller
+    /// owns it and removes it, because a worker that hangs is killed and never runs `Drop`.
+    pub fn open(target: Target, model: &Path, scratch: &Path) -> anyhow::Result<Self> {
         let state = match target {
             Target::Decode => State::Decode(Arc::new(detector(model)?)),
             Target::Oip => {
@@ -329,13 +331,8 @@ impl Ctx {
                 State::Multipart { runtime, app }
             }
             Target::Manifest => {
-                let dir = std::env::temp_dir().join(format!(
-                    "auralguard-fuzz-manifest-{}-{:?}",
-                    std::process::id(),
-                    std::thread::current().id()
-                ));
-                std::fs::create_dir_all(&dir)?;
-                State::Manifest(dir)
+                std::fs::create_dir_all(scratch)?;
+                State::Manifest(scratch.to_path_buf())
             }
         };
         Ok(Self { state })
