@@ -363,7 +363,8 @@ pub struct RolloutSpec {
     ]))]
     pub steps: Vec<CanaryStep>,
 
-    /// What the canary pods' metrics must show at the end of every step.
+    /// What the canary pods' metrics must show at the end of every step, on their own and
+    /// compared with the stable pods' (the share of "fake" verdicts).
     #[serde(default)]
     pub analysis: AnalysisSpec,
 
@@ -402,7 +403,8 @@ fn default_pause() -> Duration {
     std::time::Duration::from_secs(60).into()
 }
 
-/// The thresholds a canary must hold, computed from its pods' `/metrics` over each step.
+/// The thresholds a canary must hold, computed from its pods' `/metrics` over each step (and,
+/// for the fake share, from the stable pods' over the same window).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisSpec {
@@ -438,6 +440,12 @@ pub struct AnalysisSpec {
     /// traffic.
     #[serde(default = "default_routes")]
     pub routes: Vec<String>,
+    /// A model-quality guard: the canary's share of "fake" verdicts must stay close to the stable
+    /// pods' over the same window. Error rate and latency cannot see a model that calls
+    /// everything fake (or everything real); the stable pods, judging the same mix of traffic at
+    /// the same time, are the reference.
+    #[serde(default)]
+    pub fake_share: FakeShareSpec,
 }
 
 impl Default for AnalysisSpec {
@@ -449,6 +457,7 @@ impl Default for AnalysisSpec {
             insufficient_traffic: InsufficientTraffic::default(),
             traffic_deadline: default_traffic_deadline(),
             routes: default_routes(),
+            fake_share: FakeShareSpec::default(),
         }
     }
 }
@@ -467,6 +476,55 @@ fn default_min_requests() -> i64 {
 }
 fn default_routes() -> Vec<String> {
     vec!["/predict".into(), "/v2/models/{name}/infer".into()]
+}
+
+/// How far the canary's share of "fake" verdicts may drift from the stable pods' during a step.
+///
+/// Both shares are measured over the same observation window, so a change in what clients send
+/// moves both alike; only a difference the numbers make statistically clear fails the step, so a
+/// small sample's noise does not roll back a good model.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FakeShareSpec {
+    /// The largest accepted absolute difference between the canary's and the stable pods' share
+    /// of "fake" verdicts over the same window (0–1; 0.2 means 20 percentage points). 1 disables
+    /// the check.
+    #[serde(default = "default_max_fake_share_difference")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_difference: f64,
+    /// Fewest verdicts each side (canary and stable) needs in the window for the comparison to be
+    /// made; with fewer the step is not held or failed over it, and its Event says the shares were
+    /// not compared.
+    #[serde(default = "default_min_verdicts")]
+    #[schemars(range(min = 0))]
+    pub min_verdicts: i64,
+    /// How sure the operator must be that the difference exceeds `maxDifference` before it fails
+    /// the step (0.5–0.9999). The excess over `maxDifference` must reach this confidence's
+    /// two-sided normal quantile in standard errors (2.58 for 0.99): higher values fail fewer
+    /// good canaries on small samples but need more traffic to catch a bad one.
+    #[serde(default = "default_fake_share_confidence")]
+    #[schemars(range(min = 0.5, max = 0.9999))]
+    pub confidence: f64,
+}
+
+impl Default for FakeShareSpec {
+    fn default() -> Self {
+        Self {
+            max_difference: default_max_fake_share_difference(),
+            min_verdicts: default_min_verdicts(),
+            confidence: default_fake_share_confidence(),
+        }
+    }
+}
+
+fn default_max_fake_share_difference() -> f64 {
+    0.2
+}
+fn default_min_verdicts() -> i64 {
+    50
+}
+fn default_fake_share_confidence() -> f64 {
+    0.99
 }
 
 /// What a step with too little traffic to judge does.

@@ -163,13 +163,19 @@ pub enum RolloutPhase {
     Promoting,
 }
 
-/// Counters scraped from the canary pods, summed per pod, restricted to the analysed routes.
+/// Counters scraped from the canary and the stable pods at one moment, per pod, restricted to the
+/// analysed routes. Both sides are scraped together so that a step's window covers the same time
+/// for each, which is what makes their verdicts comparable.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSnapshot {
-    /// One entry per pod scraped.
+    /// One entry per canary pod scraped.
     #[serde(default)]
     pub pods: Vec<PodCounters>,
+    /// One entry per ready stable pod scraped: the reference the canary's verdicts are compared
+    /// with. Empty in baselines stored before the operator scraped stable pods.
+    #[serde(default)]
+    pub stable: Vec<PodCounters>,
 }
 
 /// One pod's request counters.
@@ -185,6 +191,13 @@ pub struct PodCounters {
     /// Cumulative latency histogram buckets, by upper bound.
     #[serde(default)]
     pub latency_buckets: Vec<BucketCount>,
+    /// Verdicts "fake" returned (`auralguard_verdicts_total{label="fake"}`), for the model-quality
+    /// guard. Defaults to 0 so that baselines stored by older operators still parse.
+    #[serde(default)]
+    pub fake: i64,
+    /// Verdicts "real" returned (`auralguard_verdicts_total{label="real"}`).
+    #[serde(default)]
+    pub real: i64,
 }
 
 /// One cumulative histogram bucket.

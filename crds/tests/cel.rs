@@ -63,7 +63,10 @@ fn minimal_and_full_detectors_are_valid() {
         "resources": {"limits": {"nvidia.com/gpu": "1"}},
         "rollout": {
             "steps": [{"weight": 10, "pause": "5m"}, {"weight": 50, "pause": "10m"}, {"weight": 100}],
-            "analysis": {"maxErrorRate": 0.02, "maxP99Latency": "750ms", "minRequests": 100},
+            "analysis": {
+                "maxErrorRate": 0.02, "maxP99Latency": "750ms", "minRequests": 100,
+                "fakeShare": {"maxDifference": 0.1, "minVerdicts": 200, "confidence": 0.999}
+            },
             "progressDeadline": "15m"
         },
         "serviceMonitor": {"labels": {"release": "prometheus"}}
@@ -157,6 +160,41 @@ fn durations_must_parse_and_be_positive() {
         violations(spec),
         ["trafficDeadline must be a positive duration such as 30m"]
     );
+}
+
+#[test]
+fn fake_share_guard_is_bounded_and_defaulted_by_the_schema() {
+    let analysis =
+        &schema()["properties"]["spec"]["properties"]["rollout"]["properties"]["analysis"];
+    let fake_share = &analysis["properties"]["fakeShare"];
+    assert_eq!(
+        fake_share["default"],
+        json!({"maxDifference": 0.2, "minVerdicts": 50, "confidence": 0.99})
+    );
+    assert_eq!(analysis["default"]["fakeShare"], fake_share["default"]);
+    let field = |name: &str| &fake_share["properties"][name];
+    let bounds = |name: &str| {
+        (
+            field(name)["minimum"].clone(),
+            field(name)["maximum"].clone(),
+        )
+    };
+    assert_eq!(bounds("maxDifference"), (json!(0.0), json!(1.0)));
+    assert_eq!(bounds("minVerdicts"), (json!(0.0), Value::Null));
+    assert_eq!(bounds("confidence"), (json!(0.5), json!(0.9999)));
+    for name in ["maxDifference", "minVerdicts", "confidence"] {
+        assert!(
+            field(name)["description"]
+                .as_str()
+                .is_some_and(|d| d.len() > 40),
+            "{name} needs a description"
+        );
+    }
+    // Verdict counters in the stored baseline are optional, so older status objects stay valid.
+    let pod = &schema()["properties"]["status"]["properties"]["rollout"]["properties"]["baseline"]
+        ["properties"]["stable"]["items"];
+    assert_eq!(pod["required"], json!(["errors", "pod", "requests"]));
+    assert_eq!(pod["properties"]["fake"]["default"], json!(0));
 }
 
 #[test]

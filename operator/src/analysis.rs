@@ -1,25 +1,34 @@
 //! Canary analysis: is the new model version answering well enough?
 //!
 //! The server exports, per route template and status code, the counter
-//! `auralguard_http_requests_total{route,status}` and the latency histogram
-//! `auralguard_http_request_duration_seconds{route}` (buckets labelled `le`). The operator scrapes
-//! every canary pod's `/metrics` when a step's observation window opens (the *baseline*, kept in
-//! status) and again when it closes, and judges only what happened in between:
+//! `auralguard_http_requests_total{route,status}`, the latency histogram
+//! `auralguard_http_request_duration_seconds{route}` (buckets labelled `le`) and, per verdict
+//! returned, `auralguard_verdicts_total{label="fake"|"real"}`. The operator scrapes every canary
+//! pod's and every ready stable pod's `/metrics` when a step's observation window opens (the
+//! *baseline*, kept in status) and again when it closes, and judges only what happened in between:
 //!
 //! 1. [`parse_exposition`] reads the Prometheus text format.
 //! 2. [`pod_counters`] sums one pod's requests, 5xx answers and latency buckets over the analysed
-//!    routes (probes and scrapes are not traffic).
-//! 3. [`window`] subtracts the baseline pod by pod; a pod that restarted (counters went down) or
-//!    appeared since counts from zero, as Prometheus' `increase()` would.
-//! 4. [`judge`] turns the window into a [`Verdict`]: too few requests, or the error rate
+//!    routes (probes and scrapes are not traffic), and its verdicts (which carry no route).
+//! 3. [`window`] (canary) and [`stable_window`] subtract the baseline pod by pod; a pod that
+//!    restarted (counters went down) or appeared since counts from zero, as Prometheus'
+//!    `increase()` would.
+//! 4. [`judge`] turns the canary's window into a [`Verdict`]: too few requests, or the error rate
 //!    (5xx share) and the p99 latency (interpolated within histogram buckets, like
 //!    `histogram_quantile`) against the spec's thresholds.
+//! 5. [`judge_fake_share`] then guards the model's quality, which error rate and latency cannot
+//!    see: a version that calls everything fake answers fast and without errors. The canary's
+//!    share of "fake" verdicts is compared with the stable pods' over the same window; a step
+//!    that passed on error rate and latency fails only when the difference exceeds `maxDifference`
+//!    with the configured confidence (an unpooled two-proportion z-test against the tolerance,
+//!    [`fake_share_differs`]), and the comparison is skipped, not failed, while either side has
+//!    fewer than `minVerdicts` verdicts.
 //!
 //! Everything here is pure; the scraping itself is behind [`crate::scrape::CanaryMetrics`].
 
 use std::collections::BTreeMap;
 
-use auralguard_crds::{AnalysisSpec, BucketCount, MetricsSnapshot, PodCounters};
+use auralguard_crds::{AnalysisSpec, BucketCount, FakeShareSpec, MetricsSnapshot, PodCounters};
 
 use crate::{Error, Result};
 
@@ -27,6 +36,9 @@ use crate::{Error, Result};
 pub const REQUESTS_METRIC: &str = "auralguard_http_requests_total";
 /// The latency histogram's bucket series.
 pub const LATENCY_BUCKET_METRIC: &str = "auralguard_http_request_duration_seconds_bucket";
+/// The verdict counter the server exports (label `label`: `fake` or `real`); the model-quality
+/// guard compares its split between canary and stable.
+pub const VERDICTS_METRIC: &str = "auralguard_verdicts_total";
 
 /// One sample line of the text exposition format.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,16 +135,19 @@ fn parse_value(v: &str) -> Option<f64> {
     }
 }
 
-/// One pod's counters over the analysed `routes`, from its `/metrics` text.
+/// One pod's counters over the analysed `routes`, from its `/metrics` text. Verdicts carry no
+/// route label and count whatever route returned them.
 pub fn pod_counters(pod: &str, text: &str, routes: &[String]) -> Result<PodCounters> {
     let counted = |s: &Sample| {
         s.label("route")
             .is_some_and(|r| routes.iter().any(|x| x == r))
     };
+    let samples = parse_exposition(text)?;
+    let (fake, real) = verdicts(&samples);
     let mut requests = 0.0;
     let mut errors = 0.0;
     let mut buckets: BTreeMap<String, f64> = BTreeMap::new();
-    for s in parse_exposition(text)?.iter().filter(|s| counted(s)) {
+    for s in samples.iter().filter(|s| counted(s)) {
         if s.name == REQUESTS_METRIC {
             requests += s.value;
             if s.label("status").is_some_and(|st| st.starts_with('5')) {
@@ -157,7 +172,21 @@ pub fn pod_counters(pod: &str, text: &str, routes: &[String]) -> Result<PodCount
         requests: as_count(requests),
         errors: as_count(errors),
         latency_buckets,
+        fake,
+        real,
     })
+}
+
+/// The `fake` and `real` verdict counts among `samples` (other labels ignored).
+fn verdicts(samples: &[Sample]) -> (i64, i64) {
+    let sum = |label: &str| {
+        samples
+            .iter()
+            .filter(|s| s.name == VERDICTS_METRIC && s.label("label") == Some(label))
+            .map(|s| s.value)
+            .sum::<f64>()
+    };
+    (as_count(sum("fake")), as_count(sum("real")))
 }
 
 /// Counters are whole numbers written as floats; status keeps them as integers.
@@ -175,7 +204,7 @@ fn bound(le: &str) -> f64 {
     parse_value(le).unwrap_or(f64::INFINITY)
 }
 
-/// What the canary did during one observation window, summed over its pods.
+/// What one side (canary or stable) did during one observation window, summed over its pods.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Window {
     /// Requests answered.
@@ -184,9 +213,27 @@ pub struct Window {
     pub errors: i64,
     /// Cumulative latency buckets `(upper bound in seconds, count)`, ascending.
     pub buckets: Vec<(f64, i64)>,
+    /// "fake" verdicts returned.
+    pub fake: i64,
+    /// "real" verdicts returned.
+    pub real: i64,
 }
 
 impl Window {
+    /// Verdicts returned, the sample size of the fake share.
+    pub fn verdicts(&self) -> i64 {
+        self.fake + self.real
+    }
+
+    /// The share of "fake" verdicts (0 when there were none).
+    pub fn fake_share(&self) -> f64 {
+        if self.verdicts() <= 0 {
+            0.0
+        } else {
+            self.fake as f64 / self.verdicts() as f64
+        }
+    }
+
     /// The 5xx share (0 when there were no requests).
     pub fn error_rate(&self) -> f64 {
         if self.requests == 0 {
@@ -202,18 +249,37 @@ impl Window {
     }
 }
 
-/// The increase of every counter from `baseline` to `current`, pod by pod.
+/// The canary's window: the increase of every counter from `baseline` to `current`, pod by pod.
 pub fn window(baseline: &MetricsSnapshot, current: &MetricsSnapshot) -> Window {
+    increase(&baseline.pods, &current.pods)
+}
+
+/// The stable pods' window, the reference for the canary's fake share.
+///
+/// Stable pods exist throughout a canary rollout, so a baseline without any was stored before
+/// the operator scraped them (an upgrade mid-step); counting their whole lifetime would compare
+/// unlike windows, so such a window is empty and the shares are not compared.
+pub fn stable_window(baseline: &MetricsSnapshot, current: &MetricsSnapshot) -> Window {
+    if baseline.stable.is_empty() {
+        return Window::default();
+    }
+    increase(&baseline.stable, &current.stable)
+}
+
+/// The increase from `baseline` to `current`, pod by pod, summed.
+fn increase(baseline: &[PodCounters], current: &[PodCounters]) -> Window {
     let mut total = Window::default();
     let mut buckets: BTreeMap<String, i64> = BTreeMap::new();
-    for now in &current.pods {
-        let before = baseline.pods.iter().find(|p| p.pod == now.pod);
+    for now in current {
+        let before = baseline.iter().find(|p| p.pod == now.pod);
         let delta = match before {
             Some(b) if !is_reset(b, now) => subtract(now, b),
             _ => now.clone(),
         };
         total.requests += delta.requests;
         total.errors += delta.errors;
+        total.fake += delta.fake;
+        total.real += delta.real;
         for b in delta.latency_buckets {
             *buckets.entry(b.le).or_default() += b.count;
         }
@@ -228,6 +294,8 @@ pub fn window(baseline: &MetricsSnapshot, current: &MetricsSnapshot) -> Window {
 fn is_reset(before: &PodCounters, now: &PodCounters) -> bool {
     now.requests < before.requests
         || now.errors < before.errors
+        || now.fake < before.fake
+        || now.real < before.real
         || before.latency_buckets.iter().any(|b| {
             now.latency_buckets
                 .iter()
@@ -254,6 +322,8 @@ fn subtract(now: &PodCounters, before: &PodCounters) -> PodCounters {
                         .map_or(0, |b| b.count),
             })
             .collect(),
+        fake: now.fake - before.fake,
+        real: now.real - before.real,
     }
 }
 
@@ -339,6 +409,136 @@ pub fn judge(w: &Window, spec: &AnalysisSpec) -> Verdict {
     Verdict::Pass(summary)
 }
 
+/// The outcome of comparing the canary's fake share with stable's.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShareVerdict {
+    /// Compared, and within the tolerance (or not clearly beyond it); the text gives both shares.
+    Pass(String),
+    /// Clearly beyond the tolerance; the text gives both shares, both counts, the tolerance and
+    /// the confidence.
+    Fail(String),
+    /// Too few verdicts on a side to compare; the text gives the counts. Not a failure and not a
+    /// reason to wait: error rate and latency already decide whether the step saw enough traffic.
+    NotCompared(String),
+}
+
+/// Compares the canary's share of "fake" verdicts with stable's over the same window.
+pub fn judge_fake_share(canary: &Window, stable: &Window, spec: &FakeShareSpec) -> ShareVerdict {
+    let (n_c, n_s) = (canary.verdicts(), stable.verdicts());
+    let needed = spec.min_verdicts.max(1);
+    if n_c < needed || n_s < needed {
+        return ShareVerdict::NotCompared(format!(
+            "fake share not compared: canary {n_c}, stable {n_s} verdicts, {needed} needed each"
+        ));
+    }
+    let (p_c, p_s) = (canary.fake_share(), stable.fake_share());
+    let confidence = spec.confidence.clamp(0.5, 0.9999);
+    let z = z_for_confidence(confidence);
+    if fake_share_differs((p_c, n_c), (p_s, n_s), spec.max_difference, z) {
+        return ShareVerdict::Fail(format!(
+            "canary called {} of {n_c} clips fake, stable {} of {n_s}: the difference exceeds {} \
+             points at {}% confidence",
+            percent(p_c),
+            percent(p_s),
+            number(spec.max_difference * 100.0),
+            number(confidence * 100.0),
+        ));
+    }
+    ShareVerdict::Pass(format!(
+        "fake share {} vs stable {}",
+        percent(p_c),
+        percent(p_s)
+    ))
+}
+
+/// Whether fake shares `(p, n)` of canary and stable differ by more than `tolerance` with
+/// confidence quantile `z`: `(|p_c − p_s| − tolerance) / SE > z`, with the unpooled standard
+/// error `SE = sqrt(p_c(1 − p_c)/n_c + p_s(1 − p_s)/n_s)`.
+///
+/// Testing against the tolerance rather than against zero lets users accept the drift a new
+/// model is expected to have, and the standard error keeps small samples from failing a good
+/// canary by chance. With SE = 0 (each share 0 or 1) the difference is exact and is compared
+/// with the tolerance directly.
+pub fn fake_share_differs(canary: (f64, i64), stable: (f64, i64), tolerance: f64, z: f64) -> bool {
+    let ((p_c, n_c), (p_s, n_s)) = (canary, stable);
+    if n_c <= 0 || n_s <= 0 {
+        return false;
+    }
+    let diff = (p_c - p_s).abs();
+    let se = (p_c * (1.0 - p_c) / n_c as f64 + p_s * (1.0 - p_s) / n_s as f64).sqrt();
+    if se <= 0.0 {
+        return diff > tolerance;
+    }
+    (diff - tolerance) / se > z
+}
+
+/// The two-sided standard-normal quantile of `confidence`, `Φ⁻¹(1 − (1 − confidence)/2)`: how
+/// many standard errors an excess must reach to be that sure of it (0.99 → 2.5758).
+pub fn z_for_confidence(confidence: f64) -> f64 {
+    normal_quantile(1.0 - (1.0 - confidence) / 2.0)
+}
+
+/// The standard-normal quantile `Φ⁻¹(p)` for `p` in (0, 1), by bisection on [`normal_cdf`].
+///
+/// The operator needs it once per judged step for a handful of confidences, so a few dozen CDF
+/// evaluations beat carrying a statistics crate; 100 halvings of [-40, 40] leave no error beyond
+/// the CDF's own. `p` at or beyond 0 or 1 gives the interval's end (±40).
+pub fn normal_quantile(p: f64) -> f64 {
+    let (mut lo, mut hi) = (-40.0_f64, 40.0_f64);
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if normal_cdf(mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + hi) / 2.0
+}
+
+/// The standard-normal CDF `Φ(x) = 1 − erfc(x/√2)/2` (mirrored for negative `x`), with
+/// absolute error below 1e-7: [`erfc`]'s relative error (< 1.2e-7) is applied to a value that is
+/// at most 1 here, then halved.
+pub fn normal_cdf(x: f64) -> f64 {
+    let tail = erfc(x.abs() / std::f64::consts::SQRT_2) / 2.0;
+    if x >= 0.0 {
+        1.0 - tail
+    } else {
+        tail
+    }
+}
+
+/// The complementary error function for `x ≥ 0`, by the Chebyshev fit of Numerical Recipes
+/// (`erfcc`, fractional error below 1.2e-7 everywhere).
+fn erfc(x: f64) -> f64 {
+    const C: [f64; 10] = [
+        -1.265_512_23,
+        1.000_023_68,
+        0.374_091_96,
+        0.096_784_18,
+        -0.186_288_06,
+        0.278_868_07,
+        -1.135_203_98,
+        1.488_515_87,
+        -0.822_152_23,
+        0.170_872_77,
+    ];
+    let t = 1.0 / (1.0 + 0.5 * x);
+    let poly = C.iter().rev().fold(0.0, |acc, c| c + t * acc);
+    t * (-x * x + poly).exp()
+}
+
+/// A share as a whole percentage, for messages: `0.306` → `31%`.
+fn percent(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
+/// A number with at most two decimals and no trailing zeros: `20` → `20`, `99.9` → `99.9`.
+fn number(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn seconds(s: f64) -> String {
     if s < 1.0 {
         format!("{:.0}ms", s * 1000.0)
@@ -382,6 +582,10 @@ auralguard_http_requests_total{route="/ready",status="200"} 500
 # TYPE auralguard_in_flight_requests gauge
 auralguard_in_flight_requests 0
 auralguard_model_info{architecture="cnn",name="demo \"quoted\"",version="3"} 1
+# HELP auralguard_verdicts_total Verdicts by predicted label.
+# TYPE auralguard_verdicts_total counter
+auralguard_verdicts_total{label="fake"} 31
+auralguard_verdicts_total{label="real"} 64
 "#;
 
     fn routes() -> Vec<String> {
@@ -391,7 +595,7 @@ auralguard_model_info{architecture="cnn",name="demo \"quoted\"",version="3"} 1
     #[test]
     fn parses_the_servers_exposition() {
         let samples = parse_exposition(SCRAPE).unwrap();
-        assert_eq!(samples.len(), 24);
+        assert_eq!(samples.len(), 26);
         let info = samples
             .iter()
             .find(|s| s.name == "auralguard_model_info")
@@ -443,7 +647,10 @@ auralguard_model_info{architecture="cnn",name="demo \"quoted\"",version="3"} 1
         let c = pod_counters("p", SCRAPE, &routes()).unwrap();
         let w = window(
             &MetricsSnapshot::default(),
-            &MetricsSnapshot { pods: vec![c] },
+            &MetricsSnapshot {
+                pods: vec![c],
+                ..MetricsSnapshot::default()
+            },
         );
         // Rank 99 of 100 is the 9th of 9 observations in (0.25, 0.5]: exactly 0.5.
         assert!((w.p99().unwrap() - 0.5).abs() < 1e-9);
@@ -471,6 +678,7 @@ auralguard_model_info{architecture="cnn",name="demo \"quoted\"",version="3"} 1
                     count: requests,
                 },
             ],
+            ..PodCounters::default()
         }
     }
 
@@ -478,12 +686,14 @@ auralguard_model_info{architecture="cnn",name="demo \"quoted\"",version="3"} 1
     fn window_is_the_delta_between_scrapes_per_pod() {
         let base = MetricsSnapshot {
             pods: vec![counters("a", 100, 1, 100), counters("gone", 50, 50, 0)],
+            ..MetricsSnapshot::default()
         };
         let now = MetricsSnapshot {
             pods: vec![
                 counters("a", 130, 4, 125), // +30 requests, +3 errors
                 counters("new", 10, 0, 10), // appeared: counts fully
             ],
+            ..MetricsSnapshot::default()
         };
         let w = window(&base, &now);
         assert_eq!(w.requests, 40);
@@ -496,9 +706,11 @@ auralguard_model_info{architecture="cnn",name="demo \"quoted\"",version="3"} 1
     fn a_restarted_pod_counts_from_zero() {
         let base = MetricsSnapshot {
             pods: vec![counters("a", 100, 0, 100)],
+            ..MetricsSnapshot::default()
         };
         let now = MetricsSnapshot {
             pods: vec![counters("a", 7, 1, 7)],
+            ..MetricsSnapshot::default()
         };
         let w = window(&base, &now);
         assert_eq!((w.requests, w.errors), (7, 1));
@@ -519,6 +731,7 @@ auralguard_model_info{architecture="cnn",name="demo \"quoted\"",version="3"} 1
             requests,
             errors,
             buckets: vec![(0.5, fast), (2.0, requests), (f64::INFINITY, requests)],
+            ..Window::default()
         };
         assert_eq!(
             judge(&w(19, 0, 19), &spec()),
@@ -557,10 +770,271 @@ auralguard_model_info{architecture="cnn",name="demo \"quoted\"",version="3"} 1
             .replace("le=\"0.25\"} 90", "le=\"0.25\"} 130");
         let now = pod_counters("p", &later, &routes()).unwrap();
         let w = window(
-            &MetricsSnapshot { pods: vec![base] },
-            &MetricsSnapshot { pods: vec![now] },
+            &MetricsSnapshot {
+                pods: vec![base],
+                ..MetricsSnapshot::default()
+            },
+            &MetricsSnapshot {
+                pods: vec![now],
+                ..MetricsSnapshot::default()
+            },
         );
         assert_eq!((w.requests, w.errors), (40, 0));
         assert!(matches!(judge(&w, &spec()), Verdict::Pass(_)));
+    }
+
+    #[test]
+    fn pod_counters_count_verdicts_whatever_the_routes() {
+        let c = pod_counters("p", SCRAPE, &routes()).unwrap();
+        assert_eq!((c.fake, c.real), (31, 64));
+        // The verdict counter has no route label: it counts even with no route analysed.
+        let c = pod_counters("p", SCRAPE, &[]).unwrap();
+        assert_eq!((c.requests, c.fake, c.real), (0, 31, 64));
+        // A server that has judged nothing yet exports no verdict series at all.
+        let c = pod_counters("p", "auralguard_in_flight_requests 0\n", &routes()).unwrap();
+        assert_eq!((c.fake, c.real), (0, 0));
+    }
+
+    #[test]
+    fn normal_cdf_and_quantiles_match_tables() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.0) - 0.841_344_746).abs() < 1e-7);
+        assert!((normal_cdf(-1.0) - 0.158_655_254).abs() < 1e-7);
+        assert!((normal_cdf(1.959_964) - 0.975).abs() < 1e-7);
+        assert!((normal_cdf(-3.090_232) - 0.001).abs() < 1e-7);
+        for (confidence, z) in [
+            (0.95, 1.959_964),
+            (0.99, 2.575_829),
+            (0.999, 3.290_527),
+            (0.5, 0.674_490),
+            (0.9999, 3.890_592),
+        ] {
+            let got = z_for_confidence(confidence);
+            assert!((got - z).abs() < 1e-5, "{confidence}: {got} vs {z}");
+        }
+        assert!((normal_quantile(0.025) + 1.959_964).abs() < 1e-5);
+        assert!(normal_quantile(0.5).abs() < 1e-6);
+    }
+
+    fn side(fake: i64, real: i64) -> Window {
+        Window {
+            fake,
+            real,
+            ..Window::default()
+        }
+    }
+
+    fn share_spec() -> FakeShareSpec {
+        FakeShareSpec::default()
+    }
+
+    #[test]
+    fn a_clearly_different_fake_share_fails_with_both_shares_and_counts() {
+        match judge_fake_share(&side(388, 12), &side(114, 266), &share_spec()) {
+            ShareVerdict::Fail(why) => assert_eq!(
+                why,
+                "canary called 97% of 400 clips fake, stable 30% of 380: the difference exceeds \
+                 20 points at 99% confidence"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The other direction (a model that calls everything real) fails the same way.
+        assert!(matches!(
+            judge_fake_share(&side(4, 396), &side(114, 266), &share_spec()),
+            ShareVerdict::Fail(_)
+        ));
+        // Tolerance and confidence as configured appear in the reason.
+        let spec = FakeShareSpec {
+            max_difference: 0.125,
+            confidence: 0.999,
+            ..share_spec()
+        };
+        match judge_fake_share(&side(388, 12), &side(114, 266), &spec) {
+            ShareVerdict::Fail(why) => {
+                assert!(
+                    why.ends_with("exceeds 12.5 points at 99.9% confidence"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_small_difference_passes_and_names_both_shares() {
+        assert_eq!(
+            judge_fake_share(&side(124, 276), &side(106, 274), &share_spec()),
+            ShareVerdict::Pass("fake share 31% vs stable 28%".into())
+        );
+    }
+
+    #[test]
+    fn a_difference_beyond_the_tolerance_needs_the_confidence_to_fail() {
+        // 60 % vs 30 %: 10 points past the tolerance, but on 60 canary verdicts that is only
+        // ~1.5 standard errors, short of 2.58 at 99 %.
+        let (canary, stable) = (side(36, 24), side(90, 210));
+        assert!(matches!(
+            judge_fake_share(&canary, &stable, &share_spec()),
+            ShareVerdict::Pass(_)
+        ));
+        // At 80 % confidence (z ≈ 1.28) the same numbers are enough.
+        let lax = FakeShareSpec {
+            confidence: 0.8,
+            ..share_spec()
+        };
+        assert!(matches!(
+            judge_fake_share(&canary, &stable, &lax),
+            ShareVerdict::Fail(_)
+        ));
+        // maxDifference 1 disables the check whatever the shares.
+        let off = FakeShareSpec {
+            max_difference: 1.0,
+            ..share_spec()
+        };
+        assert!(matches!(
+            judge_fake_share(&side(1000, 0), &side(0, 1000), &off),
+            ShareVerdict::Pass(_)
+        ));
+    }
+
+    #[test]
+    fn too_few_verdicts_on_either_side_are_not_compared() {
+        let expect = |canary: Window, stable: Window, text: &str| {
+            assert_eq!(
+                judge_fake_share(&canary, &stable, &share_spec()),
+                ShareVerdict::NotCompared(text.into())
+            );
+        };
+        expect(
+            side(12, 0),
+            side(24, 56),
+            "fake share not compared: canary 12, stable 80 verdicts, 50 needed each",
+        );
+        expect(
+            side(400, 0),
+            side(10, 39),
+            "fake share not compared: canary 400, stable 49 verdicts, 50 needed each",
+        );
+        // minVerdicts 0 still needs one verdict a side to have a share at all.
+        let spec = FakeShareSpec {
+            min_verdicts: 0,
+            ..share_spec()
+        };
+        assert!(matches!(
+            judge_fake_share(&side(0, 0), &side(5, 5), &spec),
+            ShareVerdict::NotCompared(_)
+        ));
+    }
+
+    #[test]
+    fn with_no_standard_error_the_exact_difference_decides() {
+        let z = z_for_confidence(0.99);
+        // Every verdict fake on one side, none on the other: SE = 0, difference 1.
+        assert!(fake_share_differs((1.0, 60), (0.0, 60), 0.2, z));
+        assert!(!fake_share_differs((1.0, 60), (0.0, 60), 1.0, z));
+        // Both all fake (or all real): no difference.
+        assert!(!fake_share_differs((1.0, 60), (1.0, 500), 0.0, z));
+        assert!(!fake_share_differs((0.0, 60), (0.0, 500), 0.0, z));
+        // Through judge_fake_share too.
+        assert!(matches!(
+            judge_fake_share(&side(60, 0), &side(0, 60), &share_spec()),
+            ShareVerdict::Fail(_)
+        ));
+        assert!(matches!(
+            judge_fake_share(&side(60, 0), &side(500, 0), &share_spec()),
+            ShareVerdict::Pass(_)
+        ));
+    }
+
+    #[test]
+    fn the_decision_is_the_tolerance_z_test() {
+        let z = z_for_confidence(0.99);
+        // 50 % vs 20 % on 1000 each: SE ≈ 0.0200, (0.3 − 0.2)/SE ≈ 5.0 > 2.58.
+        assert!(fake_share_differs((0.5, 1000), (0.2, 1000), 0.2, z));
+        // 25 % vs 20 %: below the tolerance, however many verdicts.
+        assert!(!fake_share_differs(
+            (0.25, 1_000_000),
+            (0.2, 1_000_000),
+            0.2,
+            z
+        ));
+        // 45 % vs 20 % on 100 each: excess 0.05, SE ≈ 0.0640, 0.78 < 2.58.
+        assert!(!fake_share_differs((0.45, 100), (0.2, 100), 0.2, z));
+    }
+
+    fn verdict_counters(pod: &str, fake: i64, real: i64) -> PodCounters {
+        PodCounters {
+            pod: pod.into(),
+            fake,
+            real,
+            ..PodCounters::default()
+        }
+    }
+
+    #[test]
+    fn stable_window_subtracts_per_pod_and_a_restarted_stable_pod_counts_from_zero() {
+        let base = MetricsSnapshot {
+            pods: vec![verdict_counters("canary-a", 10, 10)],
+            stable: vec![
+                verdict_counters("stable-a", 300, 700),
+                verdict_counters("stable-b", 500, 500),
+            ],
+        };
+        let now = MetricsSnapshot {
+            pods: vec![verdict_counters("canary-a", 40, 80)],
+            stable: vec![
+                verdict_counters("stable-a", 330, 770), // +30 fake, +70 real
+                verdict_counters("stable-b", 12, 28),   // restarted: counts from zero
+            ],
+        };
+        let canary = window(&base, &now);
+        assert_eq!((canary.fake, canary.real), (30, 70));
+        let stable = stable_window(&base, &now);
+        assert_eq!((stable.fake, stable.real), (42, 98));
+        assert!((stable.fake_share() - 0.3).abs() < 1e-12);
+        // Only the real counter went down: still a restart.
+        let now = MetricsSnapshot {
+            stable: vec![verdict_counters("stable-a", 301, 5)],
+            ..now
+        };
+        assert_eq!(stable_window(&base, &now).verdicts(), 306);
+    }
+
+    #[test]
+    fn a_baseline_without_stable_pods_compares_nothing() {
+        // Stored by an operator that did not scrape stable pods yet.
+        let base = MetricsSnapshot {
+            pods: vec![verdict_counters("canary-a", 0, 0)],
+            ..MetricsSnapshot::default()
+        };
+        let now = MetricsSnapshot {
+            pods: vec![verdict_counters("canary-a", 400, 0)],
+            stable: vec![verdict_counters("stable-a", 30_000, 70_000)],
+        };
+        let stable = stable_window(&base, &now);
+        assert_eq!(stable.verdicts(), 0);
+        assert!(matches!(
+            judge_fake_share(&window(&base, &now), &stable, &share_spec()),
+            ShareVerdict::NotCompared(_)
+        ));
+    }
+
+    #[test]
+    fn old_status_objects_without_verdicts_or_stable_pods_still_parse() {
+        let old = r#"{"pods":[{"pod":"a","requests":5,"errors":0,"latencyBuckets":[]}]}"#;
+        let parsed: MetricsSnapshot = serde_json::from_str(old).unwrap();
+        assert_eq!(parsed.pods[0].requests, 5);
+        assert_eq!((parsed.pods[0].fake, parsed.pods[0].real), (0, 0));
+        assert!(parsed.stable.is_empty());
+        let spec: AnalysisSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(spec.fake_share, FakeShareSpec::default());
+        assert_eq!(
+            (
+                spec.fake_share.max_difference,
+                spec.fake_share.min_verdicts,
+                spec.fake_share.confidence
+            ),
+            (0.2, 50, 0.99)
+        );
     }
 }

@@ -24,7 +24,8 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// The canary pods' metrics could not be scraped or parsed.
+    /// The canary (or, for the fake-share comparison, stable) pods' metrics could not be scraped
+    /// or parsed.
     #[error("canary metrics: {0}")]
     Metrics(String),
     /// A value could not be converted to or from JSON.

@@ -10,9 +10,10 @@
 //! * [`builders`]: pure functions from the detector (and the model version, role and replica
 //!   count) to each desired object. No I/O; snapshot-tested.
 //! * [`rollout`]: the pure rollout state machine; its whole state lives in the detector's
-//!   status. [`analysis`] parses `/metrics` scrapes and judges a canary's window.
-//! * [`mlflow`] resolves an alias to a version, [`scrape`] fetches the canary pods' metrics:
-//!   both behind traits so [`reconcile`] can be tested against a mocked API server.
+//!   status. [`analysis`] parses `/metrics` scrapes and judges a canary's window (against
+//!   stable's verdicts for the fake share).
+//! * [`mlflow`] resolves an alias to a version, [`scrape`] fetches the canary and stable pods'
+//!   metrics: both behind traits so [`reconcile`] can be tested against a mocked API server.
 //! * [`reconcile`]: observe → decide → write what differs ([`apply`]) → report ([`status`],
 //!   Events). [`context`] carries what reconciles share.
 //! * The runtime: [`controller`] wires the kube-rs `Controller`, [`leader`] elects one active

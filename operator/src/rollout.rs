@@ -16,7 +16,8 @@
 //!   the size its HPA chose and the canary is sized to be `weight`% of all pods.
 //! * The observation window of a step opens when the canary is ready at the step's weight (the
 //!   *baseline* scrape) and closes after the step's pause (the second scrape); [`crate::analysis`]
-//!   judges the difference.
+//!   judges the difference: the canary's error rate and p99, then its share of "fake" verdicts
+//!   against the stable pods' over the same window. Any failure rolls back the same way.
 //! * Promotion moves the stable Deployment to the new version and removes the canary once the
 //!   stable pods are all updated and ready; a rollback removes the canary and leaves stable alone.
 //! * A rolled-back (or manually aborted) version is not retried until the model source resolves
@@ -57,7 +58,7 @@ use auralguard_crds::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::analysis::{self, Verdict};
+use crate::analysis::{self, ShareVerdict, Verdict};
 use crate::model::ModelRef;
 
 /// The rollout settings of a detector (from `spec.rollout`, with defaults when absent).
@@ -184,7 +185,7 @@ pub struct Input<'a> {
     pub stable: Option<&'a PodSet>,
     /// The canary Deployment as observed, if it exists.
     pub canary: Option<&'a PodSet>,
-    /// The canary pods' counters, when [`decide`] asked for them.
+    /// The canary and stable pods' counters, when [`decide`] asked for them.
     pub metrics: Option<&'a MetricsSnapshot>,
     /// How soon to look again while waiting for pods.
     pub check_interval: Duration,
@@ -195,7 +196,7 @@ pub struct Input<'a> {
 /// The result of [`decide`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// Scrape the canary pods and call again with [`Input::metrics`] set.
+    /// Scrape the canary and stable pods and call again with [`Input::metrics`] set.
     NeedMetrics,
     /// What to do.
     Decided(Box<Decision>),
@@ -836,52 +837,50 @@ fn analyzing(
         return Outcome::NeedMetrics;
     };
     let baseline = r.baseline.clone().unwrap_or_default();
-    let window = analysis::window(&baseline, metrics);
-    let summary = match analysis::judge(&window, &input.policy.analysis) {
+    let canary = analysis::window(&baseline, metrics);
+    let summary = match analysis::judge(&canary, &input.policy.analysis) {
         Verdict::Pass(summary) => summary,
-        Verdict::Fail(reason) => {
-            return decided(rollback(
-                input,
-                r,
-                format!("canary analysis failed at step {}: {reason}", step + 1),
-            ))
-        }
+        Verdict::Fail(reason) => return decided(analysis_failed(input, r, step, &reason)),
         Verdict::Insufficient { seen, needed } => {
             let why = format!("{seen} of the {needed} requests needed to judge the canary");
             match input.policy.analysis.insufficient_traffic {
                 InsufficientTraffic::Pass => format!("passed without enough traffic ({why})"),
                 InsufficientTraffic::Fail => {
-                    return decided(rollback(
-                        input,
-                        r,
-                        format!("canary analysis failed at step {}: only {why}", step + 1),
-                    ))
+                    return decided(analysis_failed(input, r, step, &format!("only {why}")))
                 }
                 InsufficientTraffic::Wait => {
-                    let deadline: Duration = input.policy.analysis.traffic_deadline.into();
-                    if waited.saturating_sub(pause) > deadline {
-                        return decided(rollback(
-                            input,
-                            r,
-                            format!(
-                                "canary analysis failed at step {}: only {why} within {} of \
-                                 waiting (analysis.trafficDeadline)",
-                                step + 1,
-                                human(deadline)
-                            ),
-                        ));
-                    }
-                    let mut d = plan(input, r, last);
-                    d.waiting = Some(format!(
-                        "waiting for traffic: {why} ({} left)",
-                        human(deadline.saturating_sub(waited.saturating_sub(pause)))
-                    ));
-                    d.requeue_after = Some(input.check_interval);
-                    return decided(d);
+                    return wait_for_traffic(
+                        input,
+                        r,
+                        last,
+                        step,
+                        &why,
+                        waited.saturating_sub(pause),
+                    )
                 }
             }
         }
     };
+    // Error rate and latency held: the model's verdicts must still look like stable's.
+    let stable = analysis::stable_window(&baseline, metrics);
+    let fake_share = &input.policy.analysis.fake_share;
+    let summary = match analysis::judge_fake_share(&canary, &stable, fake_share) {
+        ShareVerdict::Fail(reason) => return decided(analysis_failed(input, r, step, &reason)),
+        ShareVerdict::Pass(share) | ShareVerdict::NotCompared(share) => {
+            format!("{summary}; {share}")
+        }
+    };
+    step_passed(input, r, last, step, summary)
+}
+
+/// A step passed its analysis: start the next one, or promote after the last.
+fn step_passed(
+    input: &Input<'_>,
+    r: &RolloutState,
+    last: Option<RolloutResult>,
+    step: usize,
+    summary: String,
+) -> Outcome {
     let passed = Transition::StepPassed {
         step: step + 1,
         summary,
@@ -899,6 +898,43 @@ fn analyzing(
         return decided(d);
     }
     decided(promote(input, r, last, vec![passed]))
+}
+
+/// Rolls back a step whose analysis failed (error rate, latency, traffic or fake share), with
+/// the one message prefix users and alerts match on.
+fn analysis_failed(input: &Input<'_>, r: &RolloutState, step: usize, reason: &str) -> Decision {
+    rollback(
+        input,
+        r,
+        format!("canary analysis failed at step {}: {reason}", step + 1),
+    )
+}
+
+/// Too little traffic with `insufficientTraffic: Wait`: keep the window open, or roll back once
+/// `overtime` (time past the pause) exceeds `analysis.trafficDeadline`.
+fn wait_for_traffic(
+    input: &Input<'_>,
+    r: &RolloutState,
+    last: Option<RolloutResult>,
+    step: usize,
+    why: &str,
+    overtime: Duration,
+) -> Outcome {
+    let deadline: Duration = input.policy.analysis.traffic_deadline.into();
+    if overtime > deadline {
+        let reason = format!(
+            "only {why} within {} of waiting (analysis.trafficDeadline)",
+            human(deadline)
+        );
+        return decided(analysis_failed(input, r, step, &reason));
+    }
+    let mut d = plan(input, r, last);
+    d.waiting = Some(format!(
+        "waiting for traffic: {why} ({} left)",
+        human(deadline.saturating_sub(overtime))
+    ));
+    d.requeue_after = Some(input.check_interval);
+    decided(d)
 }
 
 /// Enters the Promoting phase.

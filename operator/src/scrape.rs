@@ -1,15 +1,19 @@
-//! Reading the canary pods' `/metrics`.
+//! Reading the canary and stable pods' `/metrics`.
 //!
 //! Reconcile asks for a scrape only when the rollout state machine needs one (a step's window
 //! opening or closing). [`CanaryMetrics`] hides how: tests return prepared counters, and
-//! [`PodScraper`] lists the detector's ready canary pods and fetches each one's `/metrics` over
-//! plain HTTP from its pod IP (so the operator needs only `list` on pods, not the broader
-//! `pods/proxy`; a NetworkPolicy in front of the detector must admit the operator on port 8080).
+//! [`PodScraper`] lists the detector's ready canary pods and its ready stable pods and fetches
+//! each one's `/metrics` over plain HTTP from its pod IP (so the operator needs only `list` on
+//! pods, not the broader `pods/proxy`; a NetworkPolicy in front of the detector must admit the
+//! operator on port 8080). Stable pods are scraped at the same moments as the canary so that the
+//! model-quality guard compares both sides' verdicts over the same window; a stable pod that
+//! cannot be scraped fails the scrape like a canary pod does, since a window missing a pod at one
+//! end would count that pod's whole lifetime at the other.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auralguard_crds::MetricsSnapshot;
+use auralguard_crds::{MetricsSnapshot, PodCounters};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::ResourceExt;
@@ -18,10 +22,11 @@ use crate::analysis;
 use crate::builders::{role_selector_labels, selector_string, Role, CONTAINER_PORT};
 use crate::{Error, Result};
 
-/// Scrapes a detector's canary pods.
+/// Scrapes a detector's canary and stable pods.
 #[async_trait]
 pub trait CanaryMetrics: Send + Sync {
-    /// Per-pod counters of every ready canary pod of `detector`, over the analysed `routes`.
+    /// Per-pod counters of every ready canary pod (`pods`) and every ready stable pod (`stable`)
+    /// of `detector`, over the analysed `routes`.
     async fn scrape(
         &self,
         namespace: &str,
@@ -78,36 +83,64 @@ impl CanaryMetrics for PodScraper {
         detector: &str,
         routes: &[String],
     ) -> Result<MetricsSnapshot> {
+        Ok(MetricsSnapshot {
+            pods: self
+                .scrape_role(namespace, detector, Role::Canary, routes)
+                .await?,
+            stable: self
+                .scrape_role(namespace, detector, Role::Stable, routes)
+                .await?,
+        })
+    }
+}
+
+impl PodScraper {
+    /// Per-pod counters of every ready pod of one role, sorted by pod name.
+    async fn scrape_role(
+        &self,
+        namespace: &str,
+        detector: &str,
+        role: Role,
+        routes: &[String],
+    ) -> Result<Vec<PodCounters>> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let selector = selector_string(&role_selector_labels(detector, Role::Canary));
+        let selector = selector_string(&role_selector_labels(detector, role));
         let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        let mut snapshot = MetricsSnapshot::default();
+        let mut counters = Vec::new();
         for pod in list.items.iter().filter(|p| is_ready(p)) {
             let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
                 continue;
             };
-            let host = if ip.contains(':') {
-                format!("[{ip}]")
-            } else {
-                ip.to_string()
-            };
-            let url = format!("http://{host}:{}/metrics", self.port);
             let name = pod.name_any();
-            let text = self
-                .http
-                .get(&url)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| Error::Metrics(format!("scraping pod {name} at {url}: {e}")))?
-                .text()
-                .await
-                .map_err(|e| Error::Metrics(format!("reading pod {name}'s metrics: {e}")))?;
-            snapshot
-                .pods
-                .push(analysis::pod_counters(&name, &text, routes)?);
+            let text = self.fetch(&name, ip).await?;
+            let mut pod_counters = analysis::pod_counters(&name, &text, routes)?;
+            if role == Role::Stable {
+                // Only the stable pods' verdicts are compared; their latency histograms would
+                // just grow the baseline kept in status by ~1 KB per pod (an HPA may run many).
+                pod_counters.latency_buckets.clear();
+            }
+            counters.push(pod_counters);
         }
-        snapshot.pods.sort_by(|a, b| a.pod.cmp(&b.pod));
-        Ok(snapshot)
+        counters.sort_by(|a, b| a.pod.cmp(&b.pod));
+        Ok(counters)
+    }
+
+    /// One pod's `/metrics` text, fetched from its IP.
+    async fn fetch(&self, name: &str, ip: &str) -> Result<String> {
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        let url = format!("http://{host}:{}/metrics", self.port);
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| Error::Metrics(format!("scraping pod {name} at {url}: {e}")))?
+            .text()
+            .await
+            .map_err(|e| Error::Metrics(format!("reading pod {name}'s metrics: {e}")))
     }
 }

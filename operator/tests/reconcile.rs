@@ -230,6 +230,17 @@ async fn start_rollout_to_v2(
     finish(task, api).await;
 }
 
+/// Every pod turns ready: one reconcile opens the first step's observation window (the
+/// baseline scrape of whatever the fake metrics serve now) and writes only status.
+async fn open_first_window(cluster: &mut Cluster, ctx: &Arc<Context>, api: &mut ApiServer) {
+    cluster.pods_ready(STABLE);
+    cluster.pods_ready(CANARY);
+    let task = cluster.reconcile(ctx);
+    cluster.serve_reads(api).await;
+    cluster.expect_status(api).await;
+    finish(task, api).await;
+}
+
 /// Creates the detector's objects for version 1 and brings it to Running; returns the context.
 async fn create_and_settle(cluster: &mut Cluster, fakes: &Fakes) -> (Arc<Context>, ApiServer) {
     let (ctx, mut api) = fakes.context();
@@ -414,6 +425,7 @@ async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
     cluster.pods_ready(STABLE);
     cluster.pods_ready(CANARY);
     fakes.metrics.serve("demo-canary-0", 5, 0);
+    fakes.metrics.verdicts(true, "demo-stable-0", 600, 1400);
     let task = cluster.reconcile(&ctx);
     cluster.serve_reads(&mut api).await;
     let status = cluster.expect_status(&mut api).await;
@@ -440,6 +452,8 @@ async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
     // Pause over, good traffic: step 2 at 50% (2 of 4).
     fakes.clock.advance(40);
     fakes.metrics.serve("demo-canary-0", 100, 1);
+    fakes.metrics.verdicts(false, "demo-canary-0", 31, 68);
+    fakes.metrics.verdicts(true, "demo-stable-0", 84, 216);
     let task = cluster.reconcile(&ctx);
     cluster.serve_reads(&mut api).await;
     assert_eq!(
@@ -462,7 +476,8 @@ async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
     .await;
     assert_eq!(
         notes[0],
-        "canary step 1 passed: 100 requests, error rate 1.00%, p99 99ms"
+        "canary step 1 passed: 100 requests, error rate 1.00%, p99 99ms; fake share 31% vs \
+         stable 28%"
     );
     finish(task, &mut api).await;
 
@@ -532,13 +547,7 @@ async fn a_failing_canary_is_rolled_back_and_marked_degraded() {
     let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
 
     start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
-
-    cluster.pods_ready(STABLE);
-    cluster.pods_ready(CANARY);
-    let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    cluster.expect_status(&mut api).await;
-    finish(task, &mut api).await;
+    open_first_window(&mut cluster, &ctx, &mut api).await;
 
     // 30 of 100 requests fail on the canary.
     fakes.clock.advance(60);
@@ -591,19 +600,52 @@ async fn a_failing_canary_is_rolled_back_and_marked_degraded() {
     expect_no_writes(&cluster, &ctx, &mut api).await;
 }
 
+/// A canary that answers fast and without errors but calls nearly every clip fake, while the
+/// stable pods call 30 % fake: the model-quality guard rolls it back with both shares in the
+/// Degraded condition and the Warning Event.
+#[tokio::test]
+async fn a_canary_calling_everything_fake_is_rolled_back() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
+    fakes.metrics.verdicts(true, "demo-stable-0", 300, 700);
+    open_first_window(&mut cluster, &ctx, &mut api).await;
+
+    fakes.clock.advance(60);
+    fakes.metrics.serve("demo-canary-0", 400, 0);
+    fakes.metrics.verdicts(false, "demo-canary-0", 388, 12);
+    fakes.metrics.verdicts(true, "demo-stable-0", 114, 266);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_apply(&mut api, STABLE).await;
+    cluster.expect_delete(&mut api, CANARY).await;
+    let status = cluster.expect_status(&mut api).await;
+    let reason = "canary analysis failed at step 1: canary called 97% of 400 clips fake, stable \
+                  30% of 380: the difference exceeds 20 points at 99% confidence";
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.message, reason);
+    assert_eq!(
+        status.last_rollout.unwrap().outcome,
+        RolloutOutcome::RolledBack
+    );
+    let notes = expect_events(&mut api, &[("RolloutRolledBack", "Warning")]).await;
+    assert!(notes[0].contains(reason), "{}", notes[0]);
+    finish(task, &mut api).await;
+}
+
 #[tokio::test]
 async fn a_restarted_operator_continues_a_rollout_from_status() {
     let fakes = Fakes::new();
     let mut cluster = Cluster::new(DETECTOR);
     let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
     start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
-    cluster.pods_ready(STABLE);
-    cluster.pods_ready(CANARY);
     fakes.metrics.serve("demo-canary-0", 10, 0);
-    let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    cluster.expect_status(&mut api).await;
-    finish(task, &mut api).await;
+    open_first_window(&mut cluster, &ctx, &mut api).await;
 
     // The operator restarts mid-window: a new process with nothing in memory. The detector as
     // stored (round-tripped through JSON) is all it has.

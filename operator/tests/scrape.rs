@@ -1,6 +1,6 @@
-//! The production canary scraper: lists the detector's canary pods through a scripted API server
-//! and fetches `/metrics` over real HTTP from a local server speaking the detector's exposition
-//! format; only ready pods are scraped.
+//! The production scraper: lists the detector's canary and stable pods through a scripted API
+//! server and fetches `/metrics` over real HTTP from a local server speaking the detector's
+//! exposition format; only ready pods are scraped, and stable pods land in `stable`.
 
 mod support;
 
@@ -19,7 +19,18 @@ auralguard_http_requests_total{route=\"/predict\",status=\"500\"} 2\n\
 auralguard_http_requests_total{route=\"/ready\",status=\"200\"} 900\n\
 # TYPE auralguard_http_request_duration_seconds histogram\n\
 auralguard_http_request_duration_seconds_bucket{route=\"/predict\",le=\"0.5\"} 41\n\
-auralguard_http_request_duration_seconds_bucket{route=\"/predict\",le=\"+Inf\"} 42\n";
+auralguard_http_request_duration_seconds_bucket{route=\"/predict\",le=\"+Inf\"} 42\n\
+# HELP auralguard_verdicts_total Verdicts by predicted label.\n\
+# TYPE auralguard_verdicts_total counter\n\
+auralguard_verdicts_total{label=\"fake\"} 12\n\
+auralguard_verdicts_total{label=\"real\"} 28\n";
+
+/// The label selector of one role's pods, as it appears in the list call's query.
+fn selector(role: &str) -> String {
+    format!(
+        "labelSelector=app.kubernetes.io%2Finstance%3Ddemo%2Capp.kubernetes.io%2Fname%3Dauralguard%2Cauralguard.io%2Frole%3D{role}"
+    )
+}
 
 fn pod(name: &str, ready: bool) -> serde_json::Value {
     json!({
@@ -33,7 +44,7 @@ fn pod(name: &str, ready: bool) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn scrapes_ready_canary_pods_by_ip() {
+async fn scrapes_ready_canary_and_stable_pods_by_ip() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let app = Router::new().route("/metrics", get(|| async { EXPOSITION }));
@@ -46,26 +57,48 @@ async fn scrapes_ready_canary_pods_by_ip() {
     let routes = vec!["/predict".to_string()];
     let task = tokio::spawn(async move { scraper.scrape("voice", "demo", &routes).await });
 
-    let list = api
-        .expect(Method::GET, "/api/v1/namespaces/voice/pods")
-        .await;
-    assert!(
-        list.query.contains("labelSelector=app.kubernetes.io%2Finstance%3Ddemo%2Capp.kubernetes.io%2Fname%3Dauralguard%2Cauralguard.io%2Frole%3Dcanary"),
-        "{}",
-        list.query
-    );
-    list.ok(&json!({
-        "apiVersion": "v1", "kind": "PodList", "metadata": {},
-        "items": [pod("demo-canary-b", true), pod("demo-canary-a", true), pod("demo-canary-starting", false)]
-    }));
+    for (role, items) in [
+        (
+            "canary",
+            json!([
+                pod("demo-canary-b", true),
+                pod("demo-canary-a", true),
+                pod("demo-canary-starting", false)
+            ]),
+        ),
+        (
+            "stable",
+            json!([
+                pod("demo-stable-y", true),
+                pod("demo-stable-x", true),
+                pod("demo-stable-old", false)
+            ]),
+        ),
+    ] {
+        let list = api
+            .expect(Method::GET, "/api/v1/namespaces/voice/pods")
+            .await;
+        assert!(list.query.contains(&selector(role)), "{}", list.query);
+        list.ok(&json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}));
+    }
 
     let snapshot = task.await.unwrap().unwrap();
-    let pods: Vec<&str> = snapshot.pods.iter().map(|p| p.pod.as_str()).collect();
-    assert_eq!(pods, ["demo-canary-a", "demo-canary-b"]);
+    let names = |pods: &[auralguard_crds::PodCounters]| -> Vec<String> {
+        pods.iter().map(|p| p.pod.clone()).collect()
+    };
+    assert_eq!(names(&snapshot.pods), ["demo-canary-a", "demo-canary-b"]);
+    assert_eq!(names(&snapshot.stable), ["demo-stable-x", "demo-stable-y"]);
     let a = &snapshot.pods[0];
     assert_eq!((a.requests, a.errors), (42, 2));
+    assert_eq!((a.fake, a.real), (12, 28));
     assert_eq!(a.latency_buckets.len(), 2);
     assert_eq!(a.latency_buckets[1].count, 42);
+    let x = &snapshot.stable[0];
+    assert_eq!((x.requests, x.errors, x.fake, x.real), (42, 2, 12, 28));
+    assert!(
+        x.latency_buckets.is_empty(),
+        "stable latency is not judged and not kept in status"
+    );
     api.expect_silence().await;
 }
 

@@ -32,33 +32,53 @@ fn t0() -> Timestamp {
     "2030-01-01T00:00:00Z".parse().unwrap()
 }
 
-/// Traffic the canary serves per observation window.
+/// Traffic one side serves per observation window. Every answer that is not a 5xx is a verdict,
+/// `fake` of them "fake".
 #[derive(Clone, Copy)]
 struct Traffic {
     requests: i64,
     errors: i64,
     slow: i64,
+    fake: i64,
 }
 
 const GOOD: Traffic = Traffic {
     requests: 100,
     errors: 1,
     slow: 0,
+    fake: 30,
 };
 const ERRORS: Traffic = Traffic {
     requests: 100,
     errors: 20,
     slow: 0,
+    fake: 24,
 };
 const SLOW: Traffic = Traffic {
     requests: 100,
     errors: 0,
     slow: 10,
+    fake: 30,
 };
 const QUIET: Traffic = Traffic {
     requests: 3,
     errors: 0,
     slow: 0,
+    fake: 1,
+};
+/// A model that calls nearly every clip fake: fast and error-free, so only its verdicts show it.
+const ALL_FAKE: Traffic = Traffic {
+    requests: 100,
+    errors: 0,
+    slow: 0,
+    fake: 97,
+};
+/// The stable pods' traffic: three times the canary's, 30 % called fake.
+const STABLE: Traffic = Traffic {
+    requests: 300,
+    errors: 0,
+    slow: 0,
+    fake: 90,
 };
 
 /// Plays the cluster around the state machine, the way reconcile does: it stores each decision
@@ -73,6 +93,9 @@ struct Sim {
     canary: Option<PodSet>,
     counters: PodCounters,
     traffic: Traffic,
+    /// The stable pod's cumulative counters (one pod stands for all of them).
+    stable_counters: PodCounters,
+    stable_traffic: Traffic,
     stuck: bool,
     stable_stuck: bool,
     /// Serialise and re-read status between reconciles, as a restarted operator would.
@@ -108,6 +131,11 @@ impl Sim {
                 ..PodCounters::default()
             },
             traffic: GOOD,
+            stable_counters: PodCounters {
+                pod: "stable-0".into(),
+                ..PodCounters::default()
+            },
+            stable_traffic: STABLE,
             stuck: false,
             stable_stuck: false,
             restart_every_time: false,
@@ -120,6 +148,7 @@ impl Sim {
     fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             pods: vec![self.counters.clone()],
+            stable: vec![self.stable_counters.clone()],
         }
     }
 
@@ -185,6 +214,15 @@ impl Sim {
             .map(|c| ready(&c.model, Some(c.replicas), self.stuck));
     }
 
+    /// Starts a rollout to `to`, lets its canary serve the first step's one-minute window, and
+    /// returns the decision that judges that window.
+    fn judge_first_step(&mut self, to: &ModelRef) -> Decision {
+        self.reconcile(Some(to));
+        self.reconcile(Some(to));
+        self.wait(60);
+        self.reconcile(Some(to))
+    }
+
     /// Rolls `to` out through one 50 % step with no pause into `Promoting`, where it stays:
     /// from then on the stable Deployment never finishes moving to the new template.
     fn hold_in_promoting(&mut self, to: &ModelRef) {
@@ -200,35 +238,43 @@ impl Sim {
         );
     }
 
-    /// Lets `secs` pass while the canary serves one window of traffic.
+    /// Lets `secs` pass while the canary and the stable pods each serve one window of traffic.
     fn wait(&mut self, secs: i64) {
         self.now += k8s_openapi::jiff::SignedDuration::from_secs(secs);
         if self.canary.is_some() {
-            let t = self.traffic;
-            self.counters.requests += t.requests;
-            self.counters.errors += t.errors;
-            let fast =
-                self.counters.latency_buckets.first().map_or(0, |b| b.count) + t.requests - t.slow;
-            self.counters.latency_buckets = vec![
-                BucketCount {
-                    le: "0.5".into(),
-                    count: fast,
-                },
-                BucketCount {
-                    le: "5".into(),
-                    count: self.counters.requests,
-                },
-                BucketCount {
-                    le: "+Inf".into(),
-                    count: self.counters.requests,
-                },
-            ];
+            serve(&mut self.counters, self.traffic);
+        }
+        if self.stable.is_some() {
+            serve(&mut self.stable_counters, self.stable_traffic);
         }
     }
 
     fn reasons(&self) -> Vec<&'static str> {
         self.log.iter().map(Transition::reason).collect()
     }
+}
+
+/// Adds one window of traffic `t` to a pod's cumulative counters.
+fn serve(c: &mut PodCounters, t: Traffic) {
+    c.requests += t.requests;
+    c.errors += t.errors;
+    c.fake += t.fake;
+    c.real += t.requests - t.errors - t.fake;
+    let fast = c.latency_buckets.first().map_or(0, |b| b.count) + t.requests - t.slow;
+    c.latency_buckets = vec![
+        BucketCount {
+            le: "0.5".into(),
+            count: fast,
+        },
+        BucketCount {
+            le: "5".into(),
+            count: c.requests,
+        },
+        BucketCount {
+            le: "+Inf".into(),
+            count: c.requests,
+        },
+    ];
 }
 
 #[test]
@@ -431,13 +477,14 @@ fn a_restarted_operator_continues_from_status_alone() {
 
 #[test]
 fn failing_analysis_rolls_back_and_blocks_that_version() {
-    for (traffic, why) in [(ERRORS, "error rate 20.00%"), (SLOW, "p99 latency")] {
+    for (traffic, why) in [
+        (ERRORS, "error rate 20.00%"),
+        (SLOW, "p99 latency"),
+        (ALL_FAKE, "canary called 97% of 100 clips fake"),
+    ] {
         let mut sim = Sim::new(Some(v(1)));
         sim.traffic = traffic;
-        sim.reconcile(Some(&v(2)));
-        sim.reconcile(Some(&v(2)));
-        sim.wait(60);
-        let d = sim.reconcile(Some(&v(2)));
+        let d = sim.judge_first_step(&v(2));
         assert_eq!(d.canary, None);
         assert_eq!(d.rollout, None);
         assert_eq!(
@@ -476,10 +523,7 @@ fn failing_analysis_rolls_back_and_blocks_that_version() {
 fn a_rolled_back_version_is_tried_again_after_the_source_moved_away_and_back() {
     let mut sim = Sim::new(Some(v(1)));
     sim.traffic = ERRORS;
-    sim.reconcile(Some(&v(2)));
-    sim.reconcile(Some(&v(2)));
-    sim.wait(60);
-    let d = sim.reconcile(Some(&v(2)));
+    let d = sim.judge_first_step(&v(2));
     assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::RolledBack);
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(d.rollout, None, "still blocked while the alias stays on v2");
@@ -541,6 +585,7 @@ fn insufficient_traffic_waits_passes_or_fails_as_configured() {
         requests: 6,
         errors: 0,
         slow: 0,
+        fake: 2,
     };
     for _ in 0..3 {
         sim.wait(10);
@@ -559,10 +604,7 @@ fn waiting_for_traffic_ends_in_a_rollback_at_the_traffic_deadline() {
     let mut sim = Sim::new(Some(v(1)));
     sim.policy.analysis.traffic_deadline = Duration::from_secs(300).into();
     sim.traffic = QUIET;
-    sim.reconcile(Some(&v(2)));
-    sim.reconcile(Some(&v(2)));
-    sim.wait(60);
-    let d = sim.reconcile(Some(&v(2)));
+    let d = sim.judge_first_step(&v(2));
     assert!(d.rollout.is_some(), "the pause just ended: waiting");
     sim.wait(299);
     let d = sim.reconcile(Some(&v(2)));
@@ -581,6 +623,74 @@ fn waiting_for_traffic_ends_in_a_rollback_at_the_traffic_deadline() {
         "canary analysis failed at step 1: only 9 of the 20 requests needed to judge the canary \
          within 5m of waiting (analysis.trafficDeadline)"
     );
+}
+
+/// The model-quality guard's message names both shares, both counts, the tolerance and the
+/// confidence (the rollback itself is checked with the other failures above).
+#[test]
+fn a_canary_calling_nearly_everything_fake_is_rolled_back_naming_both_shares() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.traffic = ALL_FAKE;
+    // Error rate 0 and p99 fast: only the verdicts give it away.
+    let d = sim.judge_first_step(&v(2));
+    let reason = "canary analysis failed at step 1: canary called 97% of 100 clips fake, \
+                  stable 30% of 300: the difference exceeds 20 points at 99% confidence";
+    assert_eq!(d.last_rollout.unwrap().message, reason);
+    match sim.log.last() {
+        Some(Transition::RolledBack { reason: why, .. }) => assert_eq!(why, reason),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_canary_whose_fake_share_matches_stables_is_promoted() {
+    let mut sim = Sim::new(Some(v(1)));
+    // 36 % fake against stable's 30 %: within the 20-point tolerance.
+    sim.traffic = Traffic { fake: 36, ..GOOD };
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    sim.wait(60);
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    sim.wait(120);
+    sim.reconcile(Some(&v(2)));
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::Promoted);
+    let summaries: Vec<&str> = sim
+        .log
+        .iter()
+        .filter_map(|t| match t {
+            Transition::StepPassed { summary, .. } => Some(summary.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(summaries.len(), 2);
+    for s in summaries {
+        assert!(s.ends_with("; fake share 36% vs stable 30%"), "{s}");
+    }
+}
+
+#[test]
+fn too_few_verdicts_pass_the_step_without_comparing_fake_shares() {
+    let mut sim = Sim::new(Some(v(1)));
+    // Enough requests for error rate and latency, but nearly all fake on only 40 verdicts.
+    sim.traffic = Traffic {
+        requests: 40,
+        errors: 0,
+        slow: 0,
+        fake: 40,
+    };
+    let d = sim.judge_first_step(&v(2));
+    assert_eq!(d.rollout.unwrap().step, 1, "passed, not held or failed");
+    match &d.transitions[0] {
+        Transition::StepPassed { summary, .. } => assert!(
+            summary.ends_with(
+                "; fake share not compared: canary 40, stable 300 verdicts, 50 needed each"
+            ),
+            "{summary}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -62,11 +62,25 @@ impl ModelResolver for FakeResolver {
     }
 }
 
-/// Canary counters handed out on each scrape; counts the scrapes.
+/// Canary and stable counters handed out on each scrape; counts the scrapes.
 #[derive(Default)]
 pub struct FakeMetrics {
     pub snapshot: Mutex<MetricsSnapshot>,
     pub scrapes: Mutex<usize>,
+}
+
+/// The entry of `pod` in `pods`, added with zero counters if missing.
+fn pod_entry<'a>(
+    pods: &'a mut Vec<auralguard_crds::PodCounters>,
+    pod: &str,
+) -> &'a mut auralguard_crds::PodCounters {
+    if !pods.iter().any(|p| p.pod == pod) {
+        pods.push(auralguard_crds::PodCounters {
+            pod: pod.into(),
+            ..Default::default()
+        });
+    }
+    pods.iter_mut().find(|p| p.pod == pod).unwrap()
 }
 
 impl FakeMetrics {
@@ -74,13 +88,7 @@ impl FakeMetrics {
     /// all faster than 0.1 s.
     pub fn serve(&self, pod: &str, requests: i64, errors: i64) {
         let mut s = self.snapshot.lock().unwrap();
-        if !s.pods.iter().any(|p| p.pod == pod) {
-            s.pods.push(auralguard_crds::PodCounters {
-                pod: pod.into(),
-                ..Default::default()
-            });
-        }
-        let p = s.pods.iter_mut().find(|p| p.pod == pod).unwrap();
+        let p = pod_entry(&mut s.pods, pod);
         p.requests += requests;
         p.errors += errors;
         p.latency_buckets = vec![
@@ -93,6 +101,15 @@ impl FakeMetrics {
                 count: p.requests,
             },
         ];
+    }
+
+    /// Adds `fake` and `real` verdicts to pod `pod`, a stable one when `stable`, else a canary.
+    pub fn verdicts(&self, stable: bool, pod: &str, fake: i64, real: i64) {
+        let mut s = self.snapshot.lock().unwrap();
+        let pods = if stable { &mut s.stable } else { &mut s.pods };
+        let p = pod_entry(pods, pod);
+        p.fake += fake;
+        p.real += real;
     }
 
     pub fn scrapes(&self) -> usize {
