@@ -446,6 +446,23 @@ pub struct AnalysisSpec {
     /// the same time, are the reference.
     #[serde(default)]
     pub fake_share: FakeShareSpec,
+    /// How many consecutive failed metric scrapes (a pod that does not answer `/metrics`, the
+    /// pod list refused) a step tolerates. Each failure keeps the step where it is, is counted in
+    /// `status.rollout.failedScrapes` and reported as a Warning Event `AnalysisScrapeFailed`,
+    /// and the scrape is retried at the next check; one more failure than this rolls the canary
+    /// back, naming the last error. A successful scrape resets the count.
+    #[serde(default = "default_failure_limit")]
+    #[schemars(range(min = 1))]
+    pub failure_limit: i64,
+    /// How many inconclusive observation windows one step may have before the canary is rolled
+    /// back. A window is inconclusive when the canary's error rate exceeds `maxErrorRate` but
+    /// the stable pods' (with at least `minRequests` requests) does too over the same window: a
+    /// shared outage (a dependency, the network, the clients) is not blamed on the canary, and
+    /// the step observes a new window instead. One more inconclusive window than this rolls the
+    /// canary back (counted like `failureLimit`: the limit is what is tolerated).
+    #[serde(default = "default_inconclusive_limit")]
+    #[schemars(range(min = 1))]
+    pub inconclusive_limit: i64,
 }
 
 impl Default for AnalysisSpec {
@@ -458,6 +475,8 @@ impl Default for AnalysisSpec {
             traffic_deadline: default_traffic_deadline(),
             routes: default_routes(),
             fake_share: FakeShareSpec::default(),
+            failure_limit: default_failure_limit(),
+            inconclusive_limit: default_inconclusive_limit(),
         }
     }
 }
@@ -473,6 +492,12 @@ fn default_traffic_deadline() -> Duration {
 }
 fn default_min_requests() -> i64 {
     20
+}
+fn default_failure_limit() -> i64 {
+    3
+}
+fn default_inconclusive_limit() -> i64 {
+    3
 }
 fn default_routes() -> Vec<String> {
     vec!["/predict".into(), "/v2/models/{name}/infer".into()]

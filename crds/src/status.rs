@@ -150,6 +150,24 @@ pub struct RolloutState {
     /// version was promoted by hand rather than by passing its analysis.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promoted_manually: bool,
+    /// Consecutive metric scrapes of this step that failed. A failed scrape keeps the step where
+    /// it is; more than `analysis.failureLimit` in a row roll the canary back, and a successful
+    /// scrape resets the count. Kept here so that the count survives operator restarts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_scrapes: i64,
+    /// Why the most recent of those scrapes failed (cleared by a successful scrape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scrape_error: Option<String>,
+    /// Observation windows of this step that could not be judged because the stable pods failed
+    /// as much as the canary (a shared outage); the window that reaches
+    /// `analysis.inconclusiveLimit` rolls the canary back. Reset when the next step starts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inconclusive_windows: i64,
+}
+
+/// For `skip_serializing_if`: a zero counter is left out of status, as if never set.
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// Where within a step a rollout is.
@@ -176,6 +194,12 @@ pub struct MetricsSnapshot {
     /// with. Empty in baselines stored before the operator scraped stable pods.
     #[serde(default)]
     pub stable: Vec<PodCounters>,
+    /// Canary pods that exist but were not ready (so not scraped): a crashing canary pod drops
+    /// out of `pods`, and only this count still shows it. Pods being deleted or already ended
+    /// (evicted) are not counted. Defaults to 0 so that baselines stored by older operators
+    /// still parse.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unready_pods: i64,
 }
 
 /// One pod's request counters.
@@ -198,6 +222,13 @@ pub struct PodCounters {
     /// Verdicts "real" returned (`auralguard_verdicts_total{label="real"}`).
     #[serde(default)]
     pub real: i64,
+    /// The restarts of the pod's containers so far (the sum of `restartCount` over
+    /// `status.containerStatuses`). A restarted server's counters start again from zero, hiding
+    /// the requests it failed before, so a canary pod whose count grew during a step fails it.
+    /// Absent in baselines stored by older operators, which are then not compared (absent is not
+    /// zero: a pod that had restarted before the window opened must not look restarted in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<i64>,
 }
 
 /// One cumulative histogram bucket.

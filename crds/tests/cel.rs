@@ -65,7 +65,8 @@ fn minimal_and_full_detectors_are_valid() {
             "steps": [{"weight": 10, "pause": "5m"}, {"weight": 50, "pause": "10m"}, {"weight": 100}],
             "analysis": {
                 "maxErrorRate": 0.02, "maxP99Latency": "750ms", "minRequests": 100,
-                "fakeShare": {"maxDifference": 0.1, "minVerdicts": 200, "confidence": 0.999}
+                "fakeShare": {"maxDifference": 0.1, "minVerdicts": 200, "confidence": 0.999},
+                "failureLimit": 5, "inconclusiveLimit": 2
             },
             "progressDeadline": "15m"
         },
@@ -195,6 +196,37 @@ fn fake_share_guard_is_bounded_and_defaulted_by_the_schema() {
         ["properties"]["stable"]["items"];
     assert_eq!(pod["required"], json!(["errors", "pod", "requests"]));
     assert_eq!(pod["properties"]["fake"]["default"], json!(0));
+}
+
+#[test]
+fn scrape_failure_and_inconclusive_limits_are_bounded_and_defaulted_by_the_schema() {
+    let analysis =
+        &schema()["properties"]["spec"]["properties"]["rollout"]["properties"]["analysis"];
+    for name in ["failureLimit", "inconclusiveLimit"] {
+        let field = &analysis["properties"][name];
+        assert_eq!(field["default"], json!(3), "{name}");
+        assert_eq!(analysis["default"][name], json!(3), "{name}");
+        assert_eq!(field["minimum"], json!(1.0), "{name}");
+        assert_eq!(field["maximum"], Value::Null, "{name}");
+        assert_eq!(field["type"], "integer", "{name}");
+        assert!(
+            field["description"].as_str().is_some_and(|d| d.len() > 40),
+            "{name} needs a description"
+        );
+    }
+    // What status records of them is optional, so older status objects stay valid.
+    let rollout = &schema()["properties"]["status"]["properties"]["rollout"];
+    let required = rollout["required"].as_array().unwrap();
+    for name in ["failedScrapes", "lastScrapeError", "inconclusiveWindows"] {
+        assert!(rollout["properties"][name].is_object(), "{name}");
+        assert!(!required.contains(&json!(name)), "{name}");
+    }
+    let baseline = &rollout["properties"]["baseline"];
+    assert_eq!(baseline["properties"]["unreadyPods"]["type"], "integer");
+    assert!(baseline["required"].is_null());
+    let pod = &baseline["properties"]["pods"]["items"];
+    assert_eq!(pod["properties"]["restarts"]["nullable"], json!(true));
+    assert_eq!(pod["required"], json!(["errors", "pod", "requests"]));
 }
 
 #[test]

@@ -10,13 +10,23 @@
 //! 1. [`parse_exposition`] reads the Prometheus text format.
 //! 2. [`pod_counters`] sums one pod's requests, 5xx answers and latency buckets over the analysed
 //!    routes (probes and scrapes are not traffic), and its verdicts (which carry no route).
-//! 3. [`window`] (canary) and [`stable_window`] subtract the baseline pod by pod; a pod that
-//!    restarted (counters went down) or appeared since counts from zero, as Prometheus'
-//!    `increase()` would.
-//! 4. [`judge`] turns the canary's window into a [`Verdict`]: too few requests, or the error rate
+//! 3. [`unhealthy_canary_pods`] comes first: a restarted server's counters start from zero and
+//!    an unready pod is not scraped at all, so a crashing canary would hide its failures from the
+//!    counters. A canary pod whose containers restarted during the window (their `restartCount`
+//!    grew), a canary pod replaced by another one, or a canary pod not ready at the closing
+//!    scrape fails the step before any number is looked at.
+//! 4. [`window`] (canary) and [`stable_window`] subtract the baseline pod by pod; a pod that
+//!    restarted (counters went down, or its restart count grew) or appeared since counts from
+//!    zero, as Prometheus' `increase()` would. Both sides carry requests, errors and verdicts;
+//!    only the canary keeps latency buckets (the stable pods' are not scraped into status).
+//! 5. [`shared_outage`]: when the canary's error rate exceeds `maxErrorRate` but the stable
+//!    pods' does too over the same window (with `minRequests` requests of their own), the
+//!    errors are not the canary's doing (a dependency, the network, the clients): the window is
+//!    *inconclusive*, and the rollout observes a new one instead of failing the step.
+//! 6. [`judge`] turns the canary's window into a [`Verdict`]: too few requests, or the error rate
 //!    (5xx share) and the p99 latency (interpolated within histogram buckets, like
 //!    `histogram_quantile`) against the spec's thresholds.
-//! 5. [`judge_fake_share`] then guards the model's quality, which error rate and latency cannot
+//! 7. [`judge_fake_share`] then guards the model's quality, which error rate and latency cannot
 //!    see: a version that calls everything fake answers fast and without errors. The canary's
 //!    share of "fake" verdicts is compared with the stable pods' over the same window; a step
 //!    that passed on error rate and latency fails only when the difference exceeds `maxDifference`
@@ -174,6 +184,8 @@ pub fn pod_counters(pod: &str, text: &str, routes: &[String]) -> Result<PodCount
         latency_buckets,
         fake,
         real,
+        // Not in `/metrics`: the scraper reads it from the pod's status.
+        restarts: None,
     })
 }
 
@@ -254,7 +266,9 @@ pub fn window(baseline: &MetricsSnapshot, current: &MetricsSnapshot) -> Window {
     increase(&baseline.pods, &current.pods)
 }
 
-/// The stable pods' window, the reference for the canary's fake share.
+/// The stable pods' window, the reference for the canary's fake share and, through its requests
+/// and errors, for telling a shared outage from a failing canary ([`shared_outage`]). It has no
+/// latency buckets: stable pods' histograms are not kept in status.
 ///
 /// Stable pods exist throughout a canary rollout, so a baseline without any was stored before
 /// the operator scraped them (an upgrade mid-step); counting their whole lifetime would compare
@@ -290,9 +304,11 @@ fn increase(baseline: &[PodCounters], current: &[PodCounters]) -> Window {
     total
 }
 
-/// A counter that went down means the pod's process restarted.
+/// A counter that went down, or a restart count that went up, means the pod's process restarted
+/// (and may have counted past its baseline again since).
 fn is_reset(before: &PodCounters, now: &PodCounters) -> bool {
-    now.requests < before.requests
+    restarts_between(before, now) > 0
+        || now.requests < before.requests
         || now.errors < before.errors
         || now.fake < before.fake
         || now.real < before.real
@@ -324,7 +340,83 @@ fn subtract(now: &PodCounters, before: &PodCounters) -> PodCounters {
             .collect(),
         fake: now.fake - before.fake,
         real: now.real - before.real,
+        restarts: now.restarts,
     }
+}
+
+/// How often a pod's containers restarted between two scrapes; 0 when either scrape did not
+/// record it (a baseline stored by an older operator).
+fn restarts_between(before: &PodCounters, now: &PodCounters) -> i64 {
+    match (before.restarts, now.restarts) {
+        (Some(b), Some(n)) => (n - b).max(0),
+        _ => 0,
+    }
+}
+
+/// Why the canary's pods cannot be judged by their counters, if they cannot: a pod that
+/// restarted during the window (its counters started again from zero, hiding what it failed
+/// before), a pod not ready at the closing scrape (not scraped at all), or a pod replaced by
+/// another since the baseline. Any of these fails the step, before the error rate is looked at.
+pub fn unhealthy_canary_pods(
+    baseline: &MetricsSnapshot,
+    current: &MetricsSnapshot,
+) -> Option<String> {
+    restarted_pod(baseline, current)
+        .or_else(|| unready_pods(current))
+        .or_else(|| replaced_pod(baseline, current))
+}
+
+/// The first canary pod whose restart count grew since the baseline.
+fn restarted_pod(baseline: &MetricsSnapshot, current: &MetricsSnapshot) -> Option<String> {
+    current.pods.iter().find_map(|now| {
+        let before = baseline.pods.iter().find(|b| b.pod == now.pod)?;
+        let n = restarts_between(before, now);
+        (n > 0).then(|| {
+            format!(
+                "canary pod {} restarted {n} {} during the step",
+                now.pod,
+                if n == 1 { "time" } else { "times" }
+            )
+        })
+    })
+}
+
+/// The canary pods that exist but were not ready at the closing scrape.
+fn unready_pods(current: &MetricsSnapshot) -> Option<String> {
+    let unready = current.unready_pods;
+    let total = unready + i64::try_from(current.pods.len()).unwrap_or(i64::MAX);
+    (unready > 0)
+        .then(|| format!("{unready} of {total} canary pods not ready at the end of the step"))
+}
+
+/// A canary pod of the baseline that is gone while a pod absent from the baseline took its
+/// place: the replacement's counters cover only part of the window, and its predecessor's end
+/// is unknown. A pod gone without a newcomer (the canary scaled down) is not a replacement.
+fn replaced_pod(baseline: &MetricsSnapshot, current: &MetricsSnapshot) -> Option<String> {
+    let has = |pods: &[PodCounters], name: &str| pods.iter().any(|p| p.pod == name);
+    let gone = baseline.pods.iter().find(|b| !has(&current.pods, &b.pod))?;
+    let new = current.pods.iter().find(|n| !has(&baseline.pods, &n.pod))?;
+    Some(format!(
+        "canary pod {} was replaced by {} during the step",
+        gone.pod, new.pod
+    ))
+}
+
+/// When the canary's error rate exceeds `maxErrorRate` and the stable pods' does too over the
+/// same window (each side with at least `minRequests` requests), the errors say nothing about
+/// the new version: both sides fail alike, as in an outage of something they share. Returns
+/// what was seen (both rates), for the inconclusive window's Event and, should every window of
+/// the step end so, for the rollback's reason.
+pub fn shared_outage(canary: &Window, stable: &Window, spec: &AnalysisSpec) -> Option<String> {
+    let needed = spec.min_requests.max(1);
+    let failing = |w: &Window| w.requests >= needed && w.error_rate() > spec.max_error_rate;
+    (failing(canary) && failing(stable)).then(|| {
+        format!(
+            "canary and stable both failing (canary {:.2}%, stable {:.2}% errors)",
+            canary.error_rate() * 100.0,
+            stable.error_rate() * 100.0
+        )
+    })
 }
 
 /// The `q`-quantile of cumulative buckets, interpolating linearly inside the bucket that holds
@@ -979,6 +1071,7 @@ auralguard_verdicts_total{label="real"} 64
                 verdict_counters("stable-a", 300, 700),
                 verdict_counters("stable-b", 500, 500),
             ],
+            ..MetricsSnapshot::default()
         };
         let now = MetricsSnapshot {
             pods: vec![verdict_counters("canary-a", 40, 80)],
@@ -986,6 +1079,7 @@ auralguard_verdicts_total{label="real"} 64
                 verdict_counters("stable-a", 330, 770), // +30 fake, +70 real
                 verdict_counters("stable-b", 12, 28),   // restarted: counts from zero
             ],
+            ..MetricsSnapshot::default()
         };
         let canary = window(&base, &now);
         assert_eq!((canary.fake, canary.real), (30, 70));
@@ -1010,6 +1104,7 @@ auralguard_verdicts_total{label="real"} 64
         let now = MetricsSnapshot {
             pods: vec![verdict_counters("canary-a", 400, 0)],
             stable: vec![verdict_counters("stable-a", 30_000, 70_000)],
+            ..MetricsSnapshot::default()
         };
         let stable = stable_window(&base, &now);
         assert_eq!(stable.verdicts(), 0);
@@ -1019,6 +1114,155 @@ auralguard_verdicts_total{label="real"} 64
         ));
     }
 
+    fn canary(pod: &str, requests: i64, restarts: Option<i64>) -> PodCounters {
+        PodCounters {
+            restarts,
+            ..counters(pod, requests, 0, requests)
+        }
+    }
+
+    fn canary_pods(pods: Vec<PodCounters>, unready_pods: i64) -> MetricsSnapshot {
+        MetricsSnapshot {
+            pods,
+            unready_pods,
+            ..MetricsSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_canary_pod_that_restarted_is_named_with_its_restarts() {
+        let base = canary_pods(
+            vec![canary("c-0", 50, Some(1)), canary("c-1", 50, Some(0))],
+            0,
+        );
+        // c-1 crashed twice and has counted past its baseline again since: the counters alone
+        // would show nothing.
+        let now = canary_pods(
+            vec![canary("c-0", 90, Some(1)), canary("c-1", 70, Some(2))],
+            0,
+        );
+        assert_eq!(
+            unhealthy_canary_pods(&base, &now).as_deref(),
+            Some("canary pod c-1 restarted 2 times during the step")
+        );
+        // Restarts before the window opened do not count.
+        let now = canary_pods(
+            vec![canary("c-0", 90, Some(1)), canary("c-1", 70, Some(0))],
+            0,
+        );
+        assert_eq!(unhealthy_canary_pods(&base, &now), None);
+        // A baseline stored by an older operator has no restart counts: nothing to compare.
+        let old = canary_pods(vec![canary("c-0", 50, None), canary("c-1", 50, None)], 0);
+        let now = canary_pods(
+            vec![canary("c-0", 90, Some(3)), canary("c-1", 70, Some(3))],
+            0,
+        );
+        assert_eq!(unhealthy_canary_pods(&old, &now), None);
+    }
+
+    #[test]
+    fn a_restarted_pod_counts_from_zero_even_past_its_baseline() {
+        let base = canary_pods(vec![canary("c-0", 50, Some(0))], 0);
+        let now = canary_pods(vec![canary("c-0", 70, Some(1))], 0);
+        assert_eq!(window(&base, &now).requests, 70, "not 70 - 50");
+    }
+
+    #[test]
+    fn unready_and_replaced_canary_pods_fail_the_step() {
+        let base = canary_pods(
+            vec![canary("c-0", 50, Some(0)), canary("c-1", 50, Some(0))],
+            0,
+        );
+        // c-1 is not ready at the closing scrape: not scraped, only counted.
+        let now = canary_pods(vec![canary("c-0", 90, Some(0))], 1);
+        assert_eq!(
+            unhealthy_canary_pods(&base, &now).as_deref(),
+            Some("1 of 2 canary pods not ready at the end of the step")
+        );
+        // c-1 was replaced by c-2.
+        let now = canary_pods(
+            vec![canary("c-0", 90, Some(0)), canary("c-2", 10, Some(0))],
+            0,
+        );
+        assert_eq!(
+            unhealthy_canary_pods(&base, &now).as_deref(),
+            Some("canary pod c-1 was replaced by c-2 during the step")
+        );
+        // Scaled down (gone, nobody new) or up (new, nobody gone): no replacement.
+        let now = canary_pods(vec![canary("c-0", 90, Some(0))], 0);
+        assert_eq!(unhealthy_canary_pods(&base, &now), None);
+        let now = canary_pods(
+            vec![
+                canary("c-0", 90, Some(0)),
+                canary("c-1", 90, Some(0)),
+                canary("c-2", 5, Some(0)),
+            ],
+            0,
+        );
+        assert_eq!(unhealthy_canary_pods(&base, &now), None);
+    }
+
+    fn traffic(requests: i64, errors: i64) -> Window {
+        Window {
+            requests,
+            errors,
+            ..Window::default()
+        }
+    }
+
+    #[test]
+    fn a_shared_outage_needs_both_sides_failing_with_enough_requests() {
+        let spec = spec(); // 5 % at most, 20 requests at least
+        assert_eq!(
+            shared_outage(&traffic(100, 30), &traffic(300, 84), &spec).as_deref(),
+            Some("canary and stable both failing (canary 30.00%, stable 28.00% errors)")
+        );
+        // Stable healthy: the canary alone fails.
+        assert_eq!(
+            shared_outage(&traffic(100, 30), &traffic(300, 15), &spec),
+            None
+        );
+        // Stable failing on too few requests to say so.
+        assert_eq!(
+            shared_outage(&traffic(100, 30), &traffic(19, 19), &spec),
+            None
+        );
+        // A stable window that could not be measured (old baseline) says nothing.
+        assert_eq!(
+            shared_outage(&traffic(100, 30), &Window::default(), &spec),
+            None
+        );
+        // The canary within its threshold, or too quiet: nothing to excuse.
+        assert_eq!(
+            shared_outage(&traffic(100, 5), &traffic(300, 84), &spec),
+            None
+        );
+        assert_eq!(
+            shared_outage(&traffic(19, 19), &traffic(300, 84), &spec),
+            None
+        );
+    }
+
+    #[test]
+    fn stable_windows_carry_requests_and_errors_but_no_latency() {
+        let stable = |requests, errors| PodCounters {
+            latency_buckets: Vec::new(),
+            ..counters("s-0", requests, errors, requests)
+        };
+        let base = MetricsSnapshot {
+            stable: vec![stable(1000, 10)],
+            ..MetricsSnapshot::default()
+        };
+        let now = MetricsSnapshot {
+            stable: vec![stable(1300, 94)],
+            ..MetricsSnapshot::default()
+        };
+        let w = stable_window(&base, &now);
+        assert_eq!((w.requests, w.errors), (300, 84));
+        assert!(w.buckets.is_empty());
+        assert_eq!(w.p99(), None);
+    }
+
     #[test]
     fn old_status_objects_without_verdicts_or_stable_pods_still_parse() {
         let old = r#"{"pods":[{"pod":"a","requests":5,"errors":0,"latencyBuckets":[]}]}"#;
@@ -1026,7 +1270,21 @@ auralguard_verdicts_total{label="real"} 64
         assert_eq!(parsed.pods[0].requests, 5);
         assert_eq!((parsed.pods[0].fake, parsed.pods[0].real), (0, 0));
         assert!(parsed.stable.is_empty());
+        assert_eq!((parsed.pods[0].restarts, parsed.unready_pods), (None, 0));
         let spec: AnalysisSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!((spec.failure_limit, spec.inconclusive_limit), (3, 3));
+        let state = r#"{"stableModel":"models:/m/1","stableVersion":"1","canaryModel":"models:/m/2",
+            "canaryVersion":"2","step":0,"phase":"Analyzing","startedAt":"2030-01-01T00:00:00Z",
+            "phaseStartedAt":"2030-01-01T00:00:00Z"}"#;
+        let state: auralguard_crds::RolloutState = serde_json::from_str(state).unwrap();
+        assert_eq!(
+            (
+                state.failed_scrapes,
+                state.last_scrape_error,
+                state.inconclusive_windows
+            ),
+            (0, None, 0)
+        );
         assert_eq!(spec.fake_share, FakeShareSpec::default());
         assert_eq!(
             (

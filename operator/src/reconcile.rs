@@ -5,8 +5,10 @@
 //! 2. **Read** the owned objects (stable and canary Deployments, Service, HPA, PDB and, when
 //!    enabled and its CRD is installed, the ServiceMonitor).
 //! 3. **Decide** with the rollout state machine ([`crate::rollout::decide`]), scraping the canary
-//!    pods only when it asks. The manual commands in the detector's annotations
-//!    ([`auralguard_crds::manual`]) are part of its input; the tokens it handled go to status
+//!    pods only when it asks. A failed scrape does not fail the reconcile: the machine gets the
+//!    error instead of the counters and records it (status, a Warning Event, a retry). The
+//!    manual commands in the detector's annotations ([`auralguard_crds::manual`]) are part of
+//!    its input; the tokens it handled go to status
 //!    with everything else, so a command acts once.
 //! 4. **Write** each desired object with server-side apply, but only when the observed object
 //!    does not already contain it ([`crate::apply`]); delete the canary or HPA when no longer
@@ -122,26 +124,13 @@ async fn reconcile_detector(det: &AudioDetector, ctx: &Context) -> Result<Action
         stable: stable.as_ref(),
         canary: canary.as_ref(),
         metrics: None,
+        metrics_error: None,
         check_interval: ctx.settings.check_interval,
         commands: &commands,
     };
     let decision = match rollout::decide(&input) {
         Outcome::Decided(d) => *d,
-        Outcome::NeedMetrics => {
-            let snapshot = ctx
-                .canary_metrics
-                .scrape(&ns, &name, &policy.analysis.routes)
-                .await?;
-            match rollout::decide(&Input {
-                metrics: Some(&snapshot),
-                ..input.clone()
-            }) {
-                Outcome::Decided(d) => *d,
-                Outcome::NeedMetrics => {
-                    return Err(Error::Metrics("the rollout asked for metrics twice".into()))
-                }
-            }
-        }
+        Outcome::NeedMetrics => decide_with_metrics(ctx, &input, &ns, &name).await?,
     };
 
     write_objects(det, ctx, &apis, &name, &observed, &decision).await?;
@@ -198,6 +187,34 @@ async fn reconcile_detector(det: &AudioDetector, ctx: &Context) -> Result<Action
     report(det, ctx, &previous, &new_status, &decision.transitions).await;
 
     Ok(next_action(ctx, &resolution, &decision))
+}
+
+/// Scrapes the canary and stable pods and decides again. A failed scrape is handed to the state
+/// machine as an inconclusive observation ([`Input::metrics_error`]) rather than failing the
+/// reconcile: status and a Warning Event then say why the rollout does not move, and the machine
+/// decides when enough failures mean a rollback.
+async fn decide_with_metrics(
+    ctx: &Context,
+    input: &Input<'_>,
+    ns: &str,
+    name: &str,
+) -> Result<Decision> {
+    let scraped = ctx
+        .canary_metrics
+        .scrape(ns, name, &input.policy.analysis.routes)
+        .await;
+    let error = scraped.as_ref().err().map(ToString::to_string);
+    if let Some(e) = &error {
+        warn!(detector = %name, namespace = %ns, error = %e, "canary analysis scrape failed");
+    }
+    match rollout::decide(&Input {
+        metrics: scraped.as_ref().ok(),
+        metrics_error: error.as_deref(),
+        ..input.clone()
+    }) {
+        Outcome::Decided(d) => Ok(*d),
+        Outcome::NeedMetrics => Err(Error::Metrics("the rollout asked for metrics twice".into())),
+    }
 }
 
 /// The typed APIs of one namespace.

@@ -16,8 +16,21 @@
 //!   the size its HPA chose and the canary is sized to be `weight`% of all pods.
 //! * The observation window of a step opens when the canary is ready at the step's weight (the
 //!   *baseline* scrape) and closes after the step's pause (the second scrape); [`crate::analysis`]
-//!   judges the difference: the canary's error rate and p99, then its share of "fake" verdicts
-//!   against the stable pods' over the same window. Any failure rolls back the same way.
+//!   judges the difference: the canary pods' health (no restart, none unready or replaced), the
+//!   canary's error rate and p99, then its share of "fake" verdicts against the stable pods'
+//!   over the same window. Any failure rolls back the same way.
+//! * A scrape that fails (reconcile passes [`Input::metrics_error`]) is an *inconclusive
+//!   observation*, not an error: the rollout stays in its phase, counts it
+//!   ([`RolloutState::failed_scrapes`], with the last error), says so in a Warning Event
+//!   (`AnalysisScrapeFailed`) and in the Progressing condition, and retries after the check
+//!   interval. More than `analysis.failureLimit` failures in a row roll back, naming the last
+//!   error; a successful scrape resets the count. This holds when a window opens (Scaling) as
+//!   well as when it closes (Analyzing).
+//! * A window in which the stable pods fail as much as the canary (both error rates above
+//!   `maxErrorRate`) is *inconclusive* too: the outage is shared, not the canary's. The closing
+//!   scrape becomes the baseline of a new window of the same step (an `AnalysisInconclusive`
+//!   Warning Event, [`RolloutState::inconclusive_windows`] counted); more than
+//!   `analysis.inconclusiveLimit` such windows in one step roll back.
 //! * Promotion moves the stable Deployment to the new version and removes the canary once the
 //!   stable pods are all updated and ready; a rollback removes the canary and leaves stable alone.
 //! * A rolled-back (or manually aborted) version is not retried until the model source resolves
@@ -187,6 +200,9 @@ pub struct Input<'a> {
     pub canary: Option<&'a PodSet>,
     /// The canary and stable pods' counters, when [`decide`] asked for them.
     pub metrics: Option<&'a MetricsSnapshot>,
+    /// Why the scrape [`decide`] asked for failed (instead of [`Input::metrics`]): the machine
+    /// then records an inconclusive observation rather than reconcile failing without a trace.
+    pub metrics_error: Option<&'a str>,
     /// How soon to look again while waiting for pods.
     pub check_interval: Duration,
     /// The manual commands in the detector's annotations.
@@ -196,7 +212,8 @@ pub struct Input<'a> {
 /// The result of [`decide`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// Scrape the canary and stable pods and call again with [`Input::metrics`] set.
+    /// Scrape the canary and stable pods and call again with [`Input::metrics`] set (or
+    /// [`Input::metrics_error`], should the scrape fail).
     NeedMetrics,
     /// What to do.
     Decided(Box<Decision>),
@@ -276,6 +293,31 @@ pub enum Transition {
         of: usize,
         /// The weight in percent.
         weight: i32,
+    },
+    /// A metric scrape of a step's analysis failed; the step stays where it is and retries.
+    ScrapeFailed {
+        /// 1-based step number.
+        step: usize,
+        /// Consecutive failures so far, this one included.
+        failures: i64,
+        /// How many in a row are tolerated (`analysis.failureLimit`).
+        limit: i64,
+        /// When the scrape is tried again.
+        retry_in: Duration,
+        /// Why it failed.
+        error: String,
+    },
+    /// A step's window could not be judged (the stable pods failed as much as the canary); a new
+    /// window of the same step opens.
+    WindowInconclusive {
+        /// 1-based step number.
+        step: usize,
+        /// Inconclusive windows of this step so far, this one included.
+        windows: i64,
+        /// How many are tolerated in one step (`analysis.inconclusiveLimit`).
+        limit: i64,
+        /// What was seen.
+        reason: String,
     },
     /// A step's analysis passed.
     StepPassed {
@@ -368,6 +410,8 @@ impl Transition {
             Self::Updated { .. } => "ModelUpdated",
             Self::RolloutStarted { .. } => "RolloutStarted",
             Self::StepStarted { .. } => "CanaryStepStarted",
+            Self::ScrapeFailed { .. } => "AnalysisScrapeFailed",
+            Self::WindowInconclusive { .. } => "AnalysisInconclusive",
             Self::StepPassed { .. } => "CanaryStepPassed",
             Self::Promoting { .. } => "CanaryPromoting",
             Self::Promoted { .. } => "RolloutPromoted",
@@ -387,6 +431,8 @@ impl Transition {
         matches!(
             self,
             Self::RolledBack { .. }
+                | Self::ScrapeFailed { .. }
+                | Self::WindowInconclusive { .. }
                 | Self::Aborted { .. }
                 | Self::ManualAbort { .. }
                 | Self::CommandIgnored { .. }
@@ -418,6 +464,25 @@ impl Transition {
             Self::StepStarted { step, of, weight } => {
                 format!("canary step {step}/{of}: {weight}% of pods on the new version")
             }
+            Self::ScrapeFailed {
+                step,
+                failures,
+                limit,
+                retry_in,
+                error,
+            } => format!(
+                "canary step {step}: {}",
+                scrape_failure(*failures, *limit, *retry_in, error)
+            ),
+            Self::WindowInconclusive {
+                step,
+                windows,
+                limit,
+                reason,
+            } => format!(
+                "canary step {step}: {reason}: not blamed on the canary; observing again \
+                 (inconclusive window {windows} of {limit})"
+            ),
             Self::StepPassed { step, summary } => format!("canary step {step} passed: {summary}"),
             Self::Promoting { version } => {
                 format!("all canary steps passed; moving stable pods to model version {version}")
@@ -636,6 +701,9 @@ fn start(
         baseline: None,
         paused_at: None,
         promoted_manually: false,
+        failed_scrapes: 0,
+        last_scrape_error: None,
+        inconclusive_windows: 0,
     };
     transitions.push(Transition::RolloutStarted {
         from: stable.version.clone(),
@@ -771,10 +839,12 @@ fn scaling(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -> 
         .canary
         .is_some_and(|c| c.serves(&r.canary_model, Some(canary_plan.replicas)));
     if ready {
-        let Some(metrics) = input.metrics else {
-            return Outcome::NeedMetrics;
+        let metrics = match scraped(input) {
+            Scraped::Missing => return Outcome::NeedMetrics,
+            Scraped::Failed(error) => return decided(scrape_failed(input, r, last, error)),
+            Scraped::Got(metrics) => metrics,
         };
-        let mut next = r.clone();
+        let mut next = scrape_ok(r);
         next.phase = RolloutPhase::Analyzing;
         next.phase_started_at = Time(input.now);
         next.baseline = Some(metrics.clone());
@@ -833,44 +903,205 @@ fn analyzing(
         d.requeue_after = Some(pause - waited);
         return decided(d);
     }
-    let Some(metrics) = input.metrics else {
-        return Outcome::NeedMetrics;
-    };
+    match scraped(input) {
+        Scraped::Missing => Outcome::NeedMetrics,
+        Scraped::Failed(error) => decided(scrape_failed(input, r, last, error)),
+        Scraped::Got(metrics) => {
+            let closed = Closed {
+                metrics,
+                overtime: waited.saturating_sub(pause),
+            };
+            judge_window(input, &scrape_ok(r), last, step, &closed)
+        }
+    }
+}
+
+/// The closing scrape of a window and how long past the step's pause it came.
+struct Closed<'a> {
+    metrics: &'a MetricsSnapshot,
+    overtime: Duration,
+}
+
+/// Judges a closed window: the canary pods' health, a shared outage (inconclusive), error rate
+/// and latency, then the fake share.
+fn judge_window(
+    input: &Input<'_>,
+    r: &RolloutState,
+    last: Option<RolloutResult>,
+    step: usize,
+    closed: &Closed<'_>,
+) -> Outcome {
     let baseline = r.baseline.clone().unwrap_or_default();
+    let metrics = closed.metrics;
+    // A restarted or unready canary pod hides its failures from the counters: judge it first.
+    if let Some(reason) = analysis::unhealthy_canary_pods(&baseline, metrics) {
+        return decided(analysis_failed(input, r, step, &reason));
+    }
+    let spec = &input.policy.analysis;
     let canary = analysis::window(&baseline, metrics);
-    let summary = match analysis::judge(&canary, &input.policy.analysis) {
+    let stable = analysis::stable_window(&baseline, metrics);
+    if let Some(outage) = analysis::shared_outage(&canary, &stable, spec) {
+        return decided(inconclusive(input, r, last, step, metrics, outage));
+    }
+    let summary = match analysis::judge(&canary, spec) {
         Verdict::Pass(summary) => summary,
         Verdict::Fail(reason) => return decided(analysis_failed(input, r, step, &reason)),
         Verdict::Insufficient { seen, needed } => {
             let why = format!("{seen} of the {needed} requests needed to judge the canary");
-            match input.policy.analysis.insufficient_traffic {
+            match spec.insufficient_traffic {
                 InsufficientTraffic::Pass => format!("passed without enough traffic ({why})"),
                 InsufficientTraffic::Fail => {
                     return decided(analysis_failed(input, r, step, &format!("only {why}")))
                 }
                 InsufficientTraffic::Wait => {
-                    return wait_for_traffic(
-                        input,
-                        r,
-                        last,
-                        step,
-                        &why,
-                        waited.saturating_sub(pause),
-                    )
+                    return wait_for_traffic(input, r, last, step, &why, closed.overtime)
                 }
             }
         }
     };
     // Error rate and latency held: the model's verdicts must still look like stable's.
-    let stable = analysis::stable_window(&baseline, metrics);
-    let fake_share = &input.policy.analysis.fake_share;
-    let summary = match analysis::judge_fake_share(&canary, &stable, fake_share) {
+    let summary = match analysis::judge_fake_share(&canary, &stable, &spec.fake_share) {
         ShareVerdict::Fail(reason) => return decided(analysis_failed(input, r, step, &reason)),
         ShareVerdict::Pass(share) | ShareVerdict::NotCompared(share) => {
             format!("{summary}; {share}")
         }
     };
     step_passed(input, r, last, step, summary)
+}
+
+/// What the scrape [`decide`] asked for brought, as [`Input`] carries it.
+enum Scraped<'a> {
+    /// Not scraped yet: ask for it.
+    Missing,
+    /// The scrape failed, for this reason.
+    Failed(&'a str),
+    /// The counters.
+    Got(&'a MetricsSnapshot),
+}
+
+/// Reads [`Input::metrics`] and [`Input::metrics_error`] as one answer (counters win, should a
+/// caller pass both).
+fn scraped<'a>(input: &Input<'a>) -> Scraped<'a> {
+    match (input.metrics, input.metrics_error) {
+        (Some(metrics), _) => Scraped::Got(metrics),
+        (None, Some(error)) => Scraped::Failed(error),
+        (None, None) => Scraped::Missing,
+    }
+}
+
+/// `r` after a successful scrape: the run of failed scrapes is over.
+fn scrape_ok(r: &RolloutState) -> RolloutState {
+    RolloutState {
+        failed_scrapes: 0,
+        last_scrape_error: None,
+        ..r.clone()
+    }
+}
+
+/// Longest scrape error kept in status and Events, in bytes: an Event's note may not exceed
+/// 1 KiB, and the API server refuses a longer one.
+const MAX_ERROR_BYTES: usize = 400;
+
+/// A failed scrape: stay in the phase and retry after the check interval, or roll back once
+/// more than `analysis.failureLimit` failed in a row.
+fn scrape_failed(
+    input: &Input<'_>,
+    r: &RolloutState,
+    last: Option<RolloutResult>,
+    error: &str,
+) -> Decision {
+    let error = shorten(error, MAX_ERROR_BYTES);
+    let failures = r.failed_scrapes.saturating_add(1);
+    let limit = input.policy.analysis.failure_limit.max(1);
+    let step = usize::try_from(r.step).unwrap_or(0);
+    if failures > limit {
+        let reason = format!(
+            "{failures} metric scrapes failed in a row (analysis.failureLimit {limit}); last \
+             error: {error}"
+        );
+        return analysis_failed(input, r, step, &reason);
+    }
+    let next = RolloutState {
+        failed_scrapes: failures,
+        last_scrape_error: Some(error.clone()),
+        ..r.clone()
+    };
+    let retry_in = input.check_interval;
+    let mut d = plan(input, &next, last);
+    d.waiting = Some(scrape_failure(failures, limit, retry_in, &error));
+    d.transitions = vec![Transition::ScrapeFailed {
+        step: step + 1,
+        failures,
+        limit,
+        retry_in,
+        error,
+    }];
+    d.requeue_after = Some(retry_in);
+    d
+}
+
+/// The text of a tolerated scrape failure, for the Progressing condition and the Event.
+fn scrape_failure(failures: i64, limit: i64, retry_in: Duration, error: &str) -> String {
+    format!(
+        "metrics scrape failed ({failures} of {limit} failures tolerated), retrying in {}: \
+         {error}",
+        human(retry_in)
+    )
+}
+
+/// At most `max` bytes of `text` (cut at a character boundary), marked when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let cut = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}…", &text[..cut])
+}
+
+/// A window in which canary and stable failed alike: open a new one from its closing scrape,
+/// or roll back when this one is more than `analysis.inconclusiveLimit` (counted like
+/// `failureLimit`: the limit is what is tolerated).
+fn inconclusive(
+    input: &Input<'_>,
+    r: &RolloutState,
+    last: Option<RolloutResult>,
+    step: usize,
+    metrics: &MetricsSnapshot,
+    outage: String,
+) -> Decision {
+    let windows = r.inconclusive_windows.saturating_add(1);
+    let limit = input.policy.analysis.inconclusive_limit.max(1);
+    if windows > limit {
+        let reason = format!(
+            "could not judge the canary: {outage} in {windows} observation windows \
+             (analysis.inconclusiveLimit {limit})"
+        );
+        return analysis_failed(input, r, step, &reason);
+    }
+    let next = RolloutState {
+        phase_started_at: Time(input.now),
+        baseline: Some(metrics.clone()),
+        inconclusive_windows: windows,
+        ..r.clone()
+    };
+    let pause = pause_of(input.policy, r);
+    let mut d = plan(input, &next, last);
+    d.waiting = Some(format!(
+        "{outage}: not blamed on the canary; observing again for {} (inconclusive window \
+         {windows} of {limit})",
+        human(pause)
+    ));
+    d.transitions = vec![Transition::WindowInconclusive {
+        step: step + 1,
+        windows,
+        limit,
+        reason: outage,
+    }];
+    d.requeue_after = Some(pause);
+    d
 }
 
 /// A step passed its analysis: start the next one, or promote after the last.
@@ -886,11 +1117,8 @@ fn step_passed(
         summary,
     };
     if step + 1 < input.policy.steps.len() {
-        let mut next = r.clone();
+        let mut next = entering(r, RolloutPhase::Scaling, input.now);
         next.step += 1;
-        next.phase = RolloutPhase::Scaling;
-        next.phase_started_at = Time(input.now);
-        next.baseline = None;
         let mut d = plan(input, &next, last);
         d.transitions = vec![passed, step_started(input.policy, step + 1)];
         d.waiting = Some(format!("waiting for canary pods of step {}", step + 2));
@@ -937,6 +1165,19 @@ fn wait_for_traffic(
     decided(d)
 }
 
+/// `r` entering `phase` now: no window open, nothing counted yet.
+fn entering(r: &RolloutState, phase: RolloutPhase, now: Timestamp) -> RolloutState {
+    RolloutState {
+        phase,
+        phase_started_at: Time(now),
+        baseline: None,
+        failed_scrapes: 0,
+        last_scrape_error: None,
+        inconclusive_windows: 0,
+        ..r.clone()
+    }
+}
+
 /// Enters the Promoting phase.
 fn promote(
     input: &Input<'_>,
@@ -944,10 +1185,7 @@ fn promote(
     last: Option<RolloutResult>,
     mut transitions: Vec<Transition>,
 ) -> Decision {
-    let mut next = r.clone();
-    next.phase = RolloutPhase::Promoting;
-    next.phase_started_at = Time(input.now);
-    next.baseline = None;
+    let next = entering(r, RolloutPhase::Promoting, input.now);
     transitions.push(Transition::Promoting {
         version: r.canary_version.clone(),
     });

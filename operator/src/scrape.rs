@@ -8,7 +8,14 @@
 //! operator on port 8080). Stable pods are scraped at the same moments as the canary so that the
 //! model-quality guard compares both sides' verdicts over the same window; a stable pod that
 //! cannot be scraped fails the scrape like a canary pod does, since a window missing a pod at one
-//! end would count that pod's whole lifetime at the other.
+//! end would count that pod's whole lifetime at the other. A failed scrape is not fatal: reconcile
+//! hands its error to the rollout state machine, which records it and retries.
+//!
+//! Counters alone cannot see a crashing canary: a restarted server counts from zero again and an
+//! unready pod is not scraped. So the scraper also records, per scraped pod, its containers'
+//! total `restartCount` ([`PodCounters::restarts`]), and the number of canary pods that exist
+//! but are not ready ([`MetricsSnapshot::unready_pods`]; pods being deleted or already ended,
+//! such as evicted ones, are not counted), for the analysis to fail the step on.
 
 use std::time::Duration;
 
@@ -26,7 +33,8 @@ use crate::{Error, Result};
 #[async_trait]
 pub trait CanaryMetrics: Send + Sync {
     /// Per-pod counters of every ready canary pod (`pods`) and every ready stable pod (`stable`)
-    /// of `detector`, over the analysed `routes`.
+    /// of `detector`, over the analysed `routes`, with each pod's restart count and the number
+    /// of canary pods not ready (`unreadyPods`).
     async fn scrape(
         &self,
         namespace: &str,
@@ -83,29 +91,66 @@ impl CanaryMetrics for PodScraper {
         detector: &str,
         routes: &[String],
     ) -> Result<MetricsSnapshot> {
+        let canary = self
+            .scrape_role(namespace, detector, Role::Canary, routes)
+            .await?;
+        let stable = self
+            .scrape_role(namespace, detector, Role::Stable, routes)
+            .await?;
         Ok(MetricsSnapshot {
-            pods: self
-                .scrape_role(namespace, detector, Role::Canary, routes)
-                .await?,
-            stable: self
-                .scrape_role(namespace, detector, Role::Stable, routes)
-                .await?,
+            pods: canary.counters,
+            stable: stable.counters,
+            unready_pods: canary.unready,
         })
     }
 }
 
+/// What one role's pods showed.
+struct RoleScrape {
+    /// The ready pods' counters, sorted by pod name.
+    counters: Vec<PodCounters>,
+    /// Pods that exist but are not ready (not counting pods on their way out).
+    unready: i64,
+}
+
+/// True for a pod being deleted or whose containers have all ended (evicted, completed): it is
+/// leaving, not failing to start, so it is not counted as unready.
+fn is_leaving(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        || pod
+            .status
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
+}
+
+/// The sum of the pod's containers' `restartCount`: it grows when the server crashes or its
+/// liveness probe fails, which resets the counters the analysis reads.
+fn restarts(pod: &Pod) -> i64 {
+    pod.status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .map(|c| i64::from(c.restart_count))
+        .sum()
+}
+
 impl PodScraper {
-    /// Per-pod counters of every ready pod of one role, sorted by pod name.
+    /// Per-pod counters of every ready pod of one role, sorted by pod name, and how many of its
+    /// pods are not ready.
     async fn scrape_role(
         &self,
         namespace: &str,
         detector: &str,
         role: Role,
         routes: &[String],
-    ) -> Result<Vec<PodCounters>> {
+    ) -> Result<RoleScrape> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let selector = selector_string(&role_selector_labels(detector, role));
         let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        let unready = list
+            .items
+            .iter()
+            .filter(|p| !is_ready(p) && !is_leaving(p))
+            .count();
         let mut counters = Vec::new();
         for pod in list.items.iter().filter(|p| is_ready(p)) {
             let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
@@ -114,6 +159,7 @@ impl PodScraper {
             let name = pod.name_any();
             let text = self.fetch(&name, ip).await?;
             let mut pod_counters = analysis::pod_counters(&name, &text, routes)?;
+            pod_counters.restarts = Some(restarts(pod));
             if role == Role::Stable {
                 // Only the stable pods' verdicts are compared; their latency histograms would
                 // just grow the baseline kept in status by ~1 KB per pod (an HPA may run many).
@@ -122,7 +168,10 @@ impl PodScraper {
             counters.push(pod_counters);
         }
         counters.sort_by(|a, b| a.pod.cmp(&b.pod));
-        Ok(counters)
+        Ok(RoleScrape {
+            counters,
+            unready: i64::try_from(unready).unwrap_or(i64::MAX),
+        })
     }
 
     /// One pod's `/metrics` text, fetched from its IP.

@@ -230,6 +230,37 @@ async fn start_rollout_to_v2(
     finish(task, api).await;
 }
 
+/// The first step's window passes: one reconcile gives stable and canary two pods each (step
+/// 2, 50 %), writes status and reports the step passed and the next one started. Returns the
+/// status written and the two Events' notes.
+async fn expect_second_step(
+    cluster: &mut Cluster,
+    ctx: &Arc<Context>,
+    api: &mut ApiServer,
+) -> (AudioDetectorStatus, Vec<String>) {
+    let task = cluster.reconcile(ctx);
+    cluster.serve_reads(api).await;
+    assert_eq!(
+        cluster.expect_apply(api, STABLE).await["spec"]["replicas"],
+        2
+    );
+    assert_eq!(
+        cluster.expect_apply(api, CANARY).await["spec"]["replicas"],
+        2
+    );
+    let status = cluster.expect_status(api).await;
+    let notes = expect_events(
+        api,
+        &[
+            ("CanaryStepPassed", "Normal"),
+            ("CanaryStepStarted", "Normal"),
+        ],
+    )
+    .await;
+    finish(task, api).await;
+    (status, notes)
+}
+
 /// Every pod turns ready: one reconcile opens the first step's observation window (the
 /// baseline scrape of whatever the fake metrics serve now) and writes only status.
 async fn open_first_window(cluster: &mut Cluster, ctx: &Arc<Context>, api: &mut ApiServer) {
@@ -454,32 +485,13 @@ async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
     fakes.metrics.serve("demo-canary-0", 100, 1);
     fakes.metrics.verdicts(false, "demo-canary-0", 31, 68);
     fakes.metrics.verdicts(true, "demo-stable-0", 84, 216);
-    let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    assert_eq!(
-        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
-        2
-    );
-    assert_eq!(
-        cluster.expect_apply(&mut api, CANARY).await["spec"]["replicas"],
-        2
-    );
-    let status = cluster.expect_status(&mut api).await;
+    let (status, notes) = expect_second_step(&mut cluster, &ctx, &mut api).await;
     assert_eq!(status.canary_weight, Some(50));
-    let notes = expect_events(
-        &mut api,
-        &[
-            ("CanaryStepPassed", "Normal"),
-            ("CanaryStepStarted", "Normal"),
-        ],
-    )
-    .await;
     assert_eq!(
         notes[0],
         "canary step 1 passed: 100 requests, error rate 1.00%, p99 99ms; fake share 31% vs \
          stable 28%"
     );
-    finish(task, &mut api).await;
 
     cluster.pods_ready(STABLE);
     cluster.pods_ready(CANARY);
@@ -638,6 +650,104 @@ async fn a_canary_calling_everything_fake_is_rolled_back() {
     finish(task, &mut api).await;
 }
 
+/// Review of the rollout analysis, point 1: a scrape that fails when the step's window closes
+/// does not fail the reconcile. Status records it (the count and the error, also in the
+/// Progressing condition), a Warning Event says it, and the reconcile comes back after the check
+/// interval; the next good scrape judges the window and clears the count.
+#[tokio::test]
+async fn a_failing_scrape_is_reported_in_status_and_an_event_instead_of_an_error() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
+    fakes.metrics.serve("demo-canary-0", 5, 0);
+    open_first_window(&mut cluster, &ctx, &mut api).await;
+
+    fakes.clock.advance(60);
+    fakes.metrics.serve("demo-canary-0", 100, 1);
+    fakes.metrics.fail(Some(
+        "scraping pod demo-canary-0 at http://10.0.0.5:8080/metrics: connection refused",
+    ));
+    let error = "canary metrics: scraping pod demo-canary-0 at \
+                 http://10.0.0.5:8080/metrics: connection refused";
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    let r = status.rollout.clone().unwrap();
+    assert_eq!(
+        (r.step, r.phase, r.failed_scrapes),
+        (0, RolloutPhase::Analyzing, 1)
+    );
+    assert_eq!(r.last_scrape_error.as_deref(), Some(error));
+    assert_eq!(status.phase, Some(Phase::Progressing));
+    let progressing = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert_eq!(
+        (progressing.status.as_str(), progressing.message.clone()),
+        (
+            "True",
+            format!("metrics scrape failed (1 of 3 failures tolerated), retrying in 10s: {error}")
+        )
+    );
+    let notes = expect_events(&mut api, &[("AnalysisScrapeFailed", "Warning")]).await;
+    assert_eq!(
+        notes[0],
+        format!(
+            "canary step 1: metrics scrape failed (1 of 3 failures tolerated), retrying in \
+             10s: {error}"
+        )
+    );
+    assert_eq!(
+        finish(task, &mut api).await,
+        Action::requeue(Duration::from_secs(10))
+    );
+
+    // The pods answer again: the window is judged, step 2 starts, the count is gone.
+    fakes.metrics.fail(None);
+    fakes.clock.advance(10);
+    let (status, notes) = expect_second_step(&mut cluster, &ctx, &mut api).await;
+    let r = status.rollout.unwrap();
+    assert_eq!((r.step, r.phase), (1, RolloutPhase::Scaling));
+    assert_eq!((r.failed_scrapes, r.last_scrape_error), (0, None));
+    assert!(
+        notes[0].starts_with("canary step 1 passed: 100 requests, error rate 1.00%"),
+        "{}",
+        notes[0]
+    );
+    assert_eq!(fakes.metrics.scrapes(), 3);
+}
+
+/// Review of the rollout analysis, point 3: a canary pod that crashed during the step restarts
+/// with fresh (here: clean) counters; its restart count gives it away and the canary is rolled
+/// back, naming the pod.
+#[tokio::test]
+async fn a_canary_pod_restarting_during_the_step_is_rolled_back() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
+    fakes.metrics.serve("demo-canary-0", 50, 0);
+    open_first_window(&mut cluster, &ctx, &mut api).await;
+
+    fakes.clock.advance(60);
+    fakes.metrics.restart("demo-canary-0", 2);
+    fakes.metrics.serve("demo-canary-0", 100, 0);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    cluster.expect_apply(&mut api, STABLE).await;
+    cluster.expect_delete(&mut api, CANARY).await;
+    let status = cluster.expect_status(&mut api).await;
+    let reason = "canary analysis failed at step 1: canary pod demo-canary-0 restarted 2 times \
+                  during the step";
+    assert_eq!(status.last_rollout.unwrap().message, reason);
+    let notes = expect_events(&mut api, &[("RolloutRolledBack", "Warning")]).await;
+    assert!(notes[0].ends_with(reason), "{}", notes[0]);
+    finish(task, &mut api).await;
+}
+
 #[tokio::test]
 async fn a_restarted_operator_continues_a_rollout_from_status() {
     let fakes = Fakes::new();
@@ -656,34 +766,15 @@ async fn a_restarted_operator_continues_a_rollout_from_status() {
 
     fakes.clock.advance(61);
     fakes.metrics.serve("demo-canary-0", 40, 0);
-    let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    assert_eq!(
-        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
-        2
-    );
-    assert_eq!(
-        cluster.expect_apply(&mut api, CANARY).await["spec"]["replicas"],
-        2
-    );
-    let status = cluster.expect_status(&mut api).await;
+    let (status, notes) = expect_second_step(&mut cluster, &ctx, &mut api).await;
     let r = status.rollout.unwrap();
     assert_eq!((r.step, r.phase), (1, RolloutPhase::Scaling));
-    let notes = expect_events(
-        &mut api,
-        &[
-            ("CanaryStepPassed", "Normal"),
-            ("CanaryStepStarted", "Normal"),
-        ],
-    )
-    .await;
     // The window measured exactly the 40 requests since the baseline taken before the restart.
     assert!(
         notes[0].starts_with("canary step 1 passed: 40 requests"),
         "{}",
         notes[0]
     );
-    finish(task, &mut api).await;
 }
 
 #[tokio::test]

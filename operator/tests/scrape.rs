@@ -1,6 +1,8 @@
 //! The production scraper: lists the detector's canary and stable pods through a scripted API
 //! server and fetches `/metrics` over real HTTP from a local server speaking the detector's
-//! exposition format; only ready pods are scraped, and stable pods land in `stable`.
+//! exposition format; only ready pods are scraped, and stable pods land in `stable`. Each scraped
+//! pod's containers' restarts are recorded, and canary pods that are not ready (but not on their
+//! way out) are counted.
 
 mod support;
 
@@ -33,14 +35,32 @@ fn selector(role: &str) -> String {
 }
 
 fn pod(name: &str, ready: bool) -> serde_json::Value {
+    pod_with_restarts(name, ready, [0, 0])
+}
+
+/// A running pod with two containers that restarted `restarts` times each.
+fn pod_with_restarts(name: &str, ready: bool, restarts: [i32; 2]) -> serde_json::Value {
+    let container = |name: &str, restarts: i32| json!({"name": name, "image": "x", "imageID": "", "ready": ready, "restartCount": restarts});
     json!({
         "metadata": {"name": name, "namespace": "voice"},
         "status": {
             "phase": "Running",
             "podIP": "127.0.0.1",
-            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            "containerStatuses": [container("server", restarts[0]), container("sidecar", restarts[1])]
         }
     })
+}
+
+/// A pod on its way out: being deleted, or evicted (phase Failed).
+fn leaving(name: &str, evicted: bool) -> serde_json::Value {
+    let mut p = pod(name, false);
+    if evicted {
+        p["status"]["phase"] = json!("Failed");
+    } else {
+        p["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+    }
+    p
 }
 
 #[tokio::test]
@@ -61,9 +81,11 @@ async fn scrapes_ready_canary_and_stable_pods_by_ip() {
         (
             "canary",
             json!([
-                pod("demo-canary-b", true),
+                pod_with_restarts("demo-canary-b", true, [2, 1]),
                 pod("demo-canary-a", true),
-                pod("demo-canary-starting", false)
+                pod("demo-canary-starting", false),
+                leaving("demo-canary-terminating", false),
+                leaving("demo-canary-evicted", true)
             ]),
         ),
         (
@@ -93,6 +115,16 @@ async fn scrapes_ready_canary_and_stable_pods_by_ip() {
     assert_eq!((a.fake, a.real), (12, 28));
     assert_eq!(a.latency_buckets.len(), 2);
     assert_eq!(a.latency_buckets[1].count, 42);
+    assert_eq!(a.restarts, Some(0));
+    assert_eq!(
+        snapshot.pods[1].restarts,
+        Some(3),
+        "summed over the containers"
+    );
+    assert_eq!(
+        snapshot.unready_pods, 1,
+        "the starting pod; not the terminating or evicted one"
+    );
     let x = &snapshot.stable[0];
     assert_eq!((x.requests, x.errors, x.fake, x.real), (42, 2, 12, 28));
     assert!(

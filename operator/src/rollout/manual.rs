@@ -256,6 +256,9 @@ fn promote(input: &Input<'_>, out: &mut Applied, token: String) {
     r.phase = RolloutPhase::Promoting;
     r.phase_started_at = Time(input.now);
     r.baseline = None;
+    r.failed_scrapes = 0;
+    r.last_scrape_error = None;
+    r.inconclusive_windows = 0;
     r.promoted_manually = true;
     let version = r.canary_version.clone();
     let mut message = format!(

@@ -104,6 +104,10 @@ struct Sim {
     scrapes: usize,
     /// The detector's manual-command annotations.
     commands: Commands,
+    /// When set, every scrape fails with this error.
+    scrape_error: Option<String>,
+    /// Canary pods that exist but are not ready (besides the one scraped).
+    unready: i64,
 }
 
 impl Sim {
@@ -128,6 +132,7 @@ impl Sim {
             canary: None,
             counters: PodCounters {
                 pod: "canary-0".into(),
+                restarts: Some(0),
                 ..PodCounters::default()
             },
             traffic: GOOD,
@@ -142,6 +147,8 @@ impl Sim {
             log: Vec::new(),
             scrapes: 0,
             commands: Commands::default(),
+            scrape_error: None,
+            unready: 0,
         }
     }
 
@@ -149,6 +156,7 @@ impl Sim {
         MetricsSnapshot {
             pods: vec![self.counters.clone()],
             stable: vec![self.stable_counters.clone()],
+            unready_pods: self.unready,
         }
     }
 
@@ -168,6 +176,7 @@ impl Sim {
             stable: self.stable.as_ref(),
             canary: self.canary.as_ref(),
             metrics: None,
+            metrics_error: None,
             check_interval: Duration::from_secs(10),
             commands: &self.commands,
         };
@@ -175,7 +184,10 @@ impl Sim {
             Outcome::Decided(d) => *d,
             Outcome::NeedMetrics => {
                 self.scrapes += 1;
-                input.metrics = Some(&snapshot);
+                match self.scrape_error.as_deref() {
+                    Some(error) => input.metrics_error = Some(error),
+                    None => input.metrics = Some(&snapshot),
+                }
                 match decide(&input) {
                     Outcome::Decided(d) => *d,
                     Outcome::NeedMetrics => panic!("asked for metrics twice"),
@@ -1271,4 +1283,318 @@ fn abort_and_retry_together_restart_the_canary_from_step_one() {
     let r = d.rollout.unwrap();
     assert_eq!((r.step, r.phase), (0, RolloutPhase::Scaling));
     assert_eq!(d.canary.unwrap().weight, 10);
+}
+
+const SCRAPE_ERROR: &str = "canary metrics: scraping pod canary-0 at \
+                            http://10.0.0.9:8080/metrics: connection refused";
+
+/// The one transition of a decision, which must be a tolerated scrape failure; returns its note.
+fn scrape_failed_note(d: &Decision) -> String {
+    match &d.transitions[..] {
+        [t @ Transition::ScrapeFailed { .. }] => {
+            assert!(t.is_warning());
+            assert_eq!(t.reason(), "AnalysisScrapeFailed");
+            t.note()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Review of the rollout analysis, point 1: a scrape that fails while a window closes keeps the
+/// step (same window, same baseline), is counted in status with its error, is a Warning Event and
+/// is retried after the check interval; the next good scrape judges the window and clears the
+/// count. Status is re-read from JSON every time, as after restarts.
+#[test]
+fn failed_scrapes_below_the_limit_hold_the_step_and_a_good_scrape_resets_the_count() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.restart_every_time = true;
+    sim.reconcile(Some(&v(2)));
+    sim.reconcile(Some(&v(2)));
+    let baseline = sim.status.rollout.as_ref().unwrap().baseline.clone();
+    sim.wait(60);
+    sim.scrape_error = Some(SCRAPE_ERROR.into());
+    for n in 1..=3 {
+        let d = sim.reconcile(Some(&v(2)));
+        let r = d.rollout.clone().unwrap();
+        assert_eq!(
+            (r.step, r.phase, r.failed_scrapes),
+            (0, RolloutPhase::Analyzing, n)
+        );
+        assert_eq!(r.last_scrape_error.as_deref(), Some(SCRAPE_ERROR));
+        assert_eq!(r.baseline, baseline, "the same window stays open");
+        assert!(d.canary.is_some());
+        assert_eq!(d.requeue_after, Some(Duration::from_secs(10)));
+        let text = format!(
+            "metrics scrape failed ({n} of 3 failures tolerated), retrying in 10s: {SCRAPE_ERROR}"
+        );
+        assert_eq!(d.waiting.as_deref(), Some(text.as_str()));
+        assert_eq!(scrape_failed_note(&d), format!("canary step 1: {text}"));
+        sim.wait(10);
+    }
+    assert_eq!(sim.scrapes, 4);
+
+    // The pods answer again: the window is judged (from the same baseline) and passes.
+    sim.scrape_error = None;
+    let d = sim.reconcile(Some(&v(2)));
+    let r = d.rollout.clone().unwrap();
+    assert_eq!((r.step, r.phase), (1, RolloutPhase::Scaling));
+    assert_eq!((r.failed_scrapes, r.last_scrape_error), (0, None));
+    assert_eq!(d.transitions[0].reason(), "CanaryStepPassed");
+    assert!(
+        d.transitions[0].note().contains("400 requests"),
+        "the window ran from the baseline to the good scrape: {}",
+        d.transitions[0].note()
+    );
+
+    // A failure while step 2's window opens stays in Scaling; the next good scrape opens the
+    // window with a clean count.
+    sim.scrape_error = Some(SCRAPE_ERROR.into());
+    let d = sim.reconcile(Some(&v(2)));
+    let r = d.rollout.clone().unwrap();
+    assert_eq!(
+        (r.step, r.phase, r.failed_scrapes),
+        (1, RolloutPhase::Scaling, 1)
+    );
+    assert_eq!(r.baseline, None);
+    assert!(scrape_failed_note(&d).starts_with("canary step 2: metrics scrape failed (1 of 3"));
+    sim.scrape_error = None;
+    let d = sim.reconcile(Some(&v(2)));
+    let r = d.rollout.clone().unwrap();
+    assert_eq!(
+        (r.step, r.phase, r.failed_scrapes),
+        (1, RolloutPhase::Analyzing, 0)
+    );
+    assert_eq!(r.last_scrape_error, None);
+    assert_eq!(r.baseline, Some(sim.snapshot()));
+    assert!(d.transitions.is_empty());
+}
+
+/// Review of the rollout analysis, point 1: one failed scrape more than `analysis.failureLimit`
+/// in a row rolls back, naming the last error, also while a window opens.
+#[test]
+fn failed_scrapes_beyond_the_limit_roll_back_naming_the_last_error() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.policy.analysis.failure_limit = 2;
+    sim.reconcile(Some(&v(2)));
+    // The canary is ready, but its window cannot open.
+    sim.scrape_error = Some(SCRAPE_ERROR.into());
+    for n in 1..=2 {
+        let d = sim.reconcile(Some(&v(2)));
+        let r = d.rollout.clone().unwrap();
+        assert_eq!((r.phase, r.failed_scrapes), (RolloutPhase::Scaling, n));
+        sim.wait(10);
+    }
+    sim.scrape_error = Some("canary metrics: the pod list timed out".into());
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!((d.rollout, d.canary), (None, None));
+    assert_eq!(d.stable_model, Some(v(1)));
+    let last = d.last_rollout.unwrap();
+    assert_eq!(last.outcome, RolloutOutcome::RolledBack);
+    assert_eq!(
+        last.message,
+        "canary analysis failed at step 1: 3 metric scrapes failed in a row \
+         (analysis.failureLimit 2); last error: canary metrics: the pod list timed out"
+    );
+    assert_eq!(
+        sim.reasons(),
+        [
+            "RolloutStarted",
+            "CanaryStepStarted",
+            "AnalysisScrapeFailed",
+            "AnalysisScrapeFailed",
+            "RolloutRolledBack"
+        ]
+    );
+}
+
+#[test]
+fn a_long_scrape_error_is_shortened_for_status_and_events() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.reconcile(Some(&v(2)));
+    sim.scrape_error = Some("é".repeat(1000));
+    let d = sim.reconcile(Some(&v(2)));
+    let stored = d.rollout.clone().unwrap().last_scrape_error.unwrap();
+    assert_eq!(
+        stored,
+        format!("{}…", "é".repeat(200)),
+        "400 bytes, whole characters"
+    );
+    assert!(
+        scrape_failed_note(&d).len() < 1024,
+        "an Event note is at most 1 KiB"
+    );
+}
+
+/// The stable pods fail as often as the canary: 28 % of their answers are 5xx.
+const STABLE_OUTAGE: Traffic = Traffic {
+    requests: 300,
+    errors: 84,
+    slow: 0,
+    fake: 90,
+};
+
+const OUTAGE: &str = "canary and stable both failing (canary 20.00%, stable 28.00% errors)";
+
+/// Review of the rollout analysis, point 2: the canary's errors are shared by the stable pods, so
+/// the window is inconclusive: a new window of the same step opens from the closing scrape, and
+/// once the outage is over the step is judged on the new window alone.
+#[test]
+fn a_shared_outage_is_inconclusive_and_the_step_is_judged_on_a_new_window() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.traffic = ERRORS;
+    sim.stable_traffic = STABLE_OUTAGE;
+    let d = sim.judge_first_step(&v(2));
+    let r = d.rollout.clone().unwrap();
+    assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
+    assert_eq!(r.inconclusive_windows, 1);
+    assert_eq!(
+        r.baseline,
+        Some(sim.snapshot()),
+        "the closing scrape opens the next window"
+    );
+    assert_eq!(r.phase_started_at, Time(sim.now));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
+    assert!(d.canary.is_some());
+    assert_eq!(
+        d.waiting.as_deref(),
+        Some(
+            format!(
+                "{OUTAGE}: not blamed on the canary; observing again for 1m (inconclusive \
+                 window 1 of 3)"
+            )
+            .as_str()
+        )
+    );
+    match &d.transitions[..] {
+        [t @ Transition::WindowInconclusive { .. }] => {
+            assert_eq!((t.reason(), t.is_warning()), ("AnalysisInconclusive", true));
+            assert_eq!(
+                t.note(),
+                format!(
+                    "canary step 1: {OUTAGE}: not blamed on the canary; observing again \
+                     (inconclusive window 1 of 3)"
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The outage is over: the new window holds only good traffic and passes.
+    sim.traffic = GOOD;
+    sim.stable_traffic = STABLE;
+    sim.wait(60);
+    let d = sim.reconcile(Some(&v(2)));
+    let r = d.rollout.clone().unwrap();
+    assert_eq!(
+        (r.step, r.phase, r.inconclusive_windows),
+        (1, RolloutPhase::Scaling, 0)
+    );
+    assert!(
+        d.transitions[0]
+            .note()
+            .starts_with("canary step 1 passed: 100 requests, error rate 1.00%"),
+        "{}",
+        d.transitions[0].note()
+    );
+}
+
+/// The stable pods recover but the canary keeps failing: now it is the canary's fault.
+#[test]
+fn a_canary_failing_alone_after_a_shared_outage_is_rolled_back() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.traffic = ERRORS;
+    sim.stable_traffic = STABLE_OUTAGE;
+    sim.judge_first_step(&v(2));
+    sim.stable_traffic = STABLE;
+    sim.wait(60);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!(
+        d.last_rollout.unwrap().message,
+        "canary analysis failed at step 1: error rate 20.00% (20 of 100 requests) exceeds 5.00%"
+    );
+}
+
+/// Review of the rollout analysis, point 2: a step tolerates `analysis.inconclusiveLimit`
+/// inconclusive windows, and the one after them rolls back.
+#[test]
+fn inconclusive_windows_beyond_the_limit_roll_back() {
+    let mut sim = Sim::new(Some(v(1)));
+    sim.restart_every_time = true;
+    sim.traffic = ERRORS;
+    sim.stable_traffic = STABLE_OUTAGE;
+    sim.judge_first_step(&v(2));
+    for windows in 2..=3 {
+        sim.wait(60);
+        let d = sim.reconcile(Some(&v(2)));
+        assert_eq!(d.rollout.unwrap().inconclusive_windows, windows);
+    }
+    sim.wait(60);
+    let d = sim.reconcile(Some(&v(2)));
+    assert_eq!((d.rollout, d.canary), (None, None));
+    assert_eq!(
+        d.last_rollout.unwrap().message,
+        format!(
+            "canary analysis failed at step 1: could not judge the canary: {OUTAGE} in 4 \
+             observation windows (analysis.inconclusiveLimit 3)"
+        )
+    );
+    assert_eq!(count(&sim, "AnalysisInconclusive"), 3);
+    assert_eq!(count(&sim, "RolloutRolledBack"), 1);
+}
+
+/// What happens to the canary's pods during a window.
+type Crash = fn(&mut Sim);
+
+/// Review of the rollout analysis, point 3: a canary pod that crashed during the window counts
+/// from zero again (here its fresh counters even look good), one that is not ready is not
+/// scraped at all, and one that was replaced covers part of the window: each fails the step,
+/// and a restart is named before the error rate.
+#[test]
+fn a_restarted_unready_or_replaced_canary_pod_fails_the_step() {
+    let cases: [(&str, Crash); 4] = [
+        (
+            "canary pod canary-0 restarted 2 times during the step",
+            |sim| {
+                sim.counters = PodCounters {
+                    pod: "canary-0".into(),
+                    restarts: Some(2),
+                    ..PodCounters::default()
+                };
+            },
+        ),
+        (
+            "canary pod canary-0 restarted 1 time during the step",
+            |sim| {
+                sim.traffic = ERRORS;
+                sim.counters.restarts = Some(1);
+            },
+        ),
+        (
+            "1 of 2 canary pods not ready at the end of the step",
+            |sim| {
+                sim.unready = 1;
+            },
+        ),
+        (
+            "canary pod canary-0 was replaced by canary-1 during the step",
+            |sim| {
+                sim.counters.pod = "canary-1".into();
+            },
+        ),
+    ];
+    for (why, crash) in cases {
+        let mut sim = Sim::new(Some(v(1)));
+        sim.reconcile(Some(&v(2)));
+        sim.reconcile(Some(&v(2)));
+        crash(&mut sim);
+        sim.wait(60);
+        let d = sim.reconcile(Some(&v(2)));
+        assert_eq!((d.rollout, d.canary), (None, None), "{why}");
+        let last = d.last_rollout.unwrap();
+        assert_eq!(last.outcome, RolloutOutcome::RolledBack);
+        assert_eq!(
+            last.message,
+            format!("canary analysis failed at step 1: {why}")
+        );
+    }
 }

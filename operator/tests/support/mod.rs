@@ -62,11 +62,13 @@ impl ModelResolver for FakeResolver {
     }
 }
 
-/// Canary and stable counters handed out on each scrape; counts the scrapes.
+/// Canary and stable counters handed out on each scrape; counts the scrapes. While `failure`
+/// is set, every scrape fails with that message instead.
 #[derive(Default)]
 pub struct FakeMetrics {
     pub snapshot: Mutex<MetricsSnapshot>,
     pub scrapes: Mutex<usize>,
+    pub failure: Mutex<Option<String>>,
 }
 
 /// The entry of `pod` in `pods`, added with zero counters if missing.
@@ -77,6 +79,8 @@ fn pod_entry<'a>(
     if !pods.iter().any(|p| p.pod == pod) {
         pods.push(auralguard_crds::PodCounters {
             pod: pod.into(),
+            // The production scraper always records restarts; a pod starts with none.
+            restarts: Some(0),
             ..Default::default()
         });
     }
@@ -112,6 +116,29 @@ impl FakeMetrics {
         p.real += real;
     }
 
+    /// Makes every scrape fail with `message` (`Some`), or succeed again (`None`).
+    pub fn fail(&self, message: Option<&str>) {
+        *self.failure.lock().unwrap() = message.map(str::to_string);
+    }
+
+    /// The canary pod `pod`'s containers restart `times` more times (its counters, like a
+    /// restarted server's, start again from zero).
+    pub fn restart(&self, pod: &str, times: i64) {
+        let mut s = self.snapshot.lock().unwrap();
+        let p = pod_entry(&mut s.pods, pod);
+        let restarts = p.restarts.unwrap_or(0) + times;
+        *p = auralguard_crds::PodCounters {
+            pod: pod.into(),
+            restarts: Some(restarts),
+            ..Default::default()
+        };
+    }
+
+    /// How many canary pods exist but are not ready.
+    pub fn set_unready(&self, pods: i64) {
+        self.snapshot.lock().unwrap().unready_pods = pods;
+    }
+
     pub fn scrapes(&self) -> usize {
         *self.scrapes.lock().unwrap()
     }
@@ -121,6 +148,9 @@ impl FakeMetrics {
 impl CanaryMetrics for FakeMetrics {
     async fn scrape(&self, _: &str, _: &str, _: &[String]) -> Result<MetricsSnapshot> {
         *self.scrapes.lock().unwrap() += 1;
+        if let Some(message) = self.failure.lock().unwrap().clone() {
+            return Err(Error::Metrics(message));
+        }
         Ok(self.snapshot.lock().unwrap().clone())
     }
 }
