@@ -22,6 +22,9 @@ pub struct Metrics {
     /// Rollouts by outcome (`started`, `promoted`, `rolled_back`, `aborted`, `aborted_manually`,
     /// `updated_in_place`).
     pub rollouts: IntCounterVec,
+    /// Canary analysis results by kind (`passed`, `inconclusive`, `scrape_failed`): the ones
+    /// that do not end a rollout, so an alert can see a rollout that keeps failing to observe.
+    pub analysis: IntCounterVec,
     /// Writes (applies, deletes, status patches) the operator made.
     pub writes: IntCounterVec,
     /// 1 while this replica holds the leader lease.
@@ -57,6 +60,13 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let analysis = IntCounterVec::new(
+            Opts::new(
+                "auralguard_operator_analysis_results_total",
+                "Canary analysis windows passed or inconclusive, and failed metric scrapes.",
+            ),
+            &["result"],
+        )?;
         let writes = IntCounterVec::new(
             Opts::new(
                 "auralguard_operator_writes_total",
@@ -72,6 +82,7 @@ impl Metrics {
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(rollouts.clone()))?;
+        registry.register(Box::new(analysis.clone()))?;
         registry.register(Box::new(writes.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         Ok(Self {
@@ -80,6 +91,7 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             rollouts,
+            analysis,
             writes,
             leader,
         })
@@ -105,6 +117,7 @@ mod tests {
         m.reconcile_errors.with_label_values(&["kube"]).inc();
         m.reconcile_duration.observe(0.02);
         m.rollouts.with_label_values(&["promoted"]).inc();
+        m.analysis.with_label_values(&["scrape_failed"]).inc();
         m.writes.with_label_values(&["Deployment", "apply"]).inc();
         m.leader.set(1);
         let text = m.render();
@@ -113,6 +126,7 @@ mod tests {
             "auralguard_operator_reconcile_errors_total{error=\"kube\"} 1",
             "auralguard_operator_reconcile_duration_seconds_bucket{le=\"0.025\"} 1",
             "auralguard_operator_rollouts_total{outcome=\"promoted\"} 1",
+            "auralguard_operator_analysis_results_total{result=\"scrape_failed\"} 1",
             "auralguard_operator_writes_total{kind=\"Deployment\",verb=\"apply\"} 1",
             "auralguard_operator_leader 1",
         ] {

@@ -492,6 +492,9 @@ async fn report(
         if let Some(outcome) = t.rollout_metric() {
             ctx.metrics.rollouts.with_label_values(&[outcome]).inc();
         }
+        if let Some(result) = t.analysis_metric() {
+            ctx.metrics.analysis.with_label_values(&[result]).inc();
+        }
     }
 }
 

@@ -542,6 +542,17 @@ impl Transition {
         }
     }
 
+    /// The result label of `auralguard_operator_analysis_results_total`, for the analysis
+    /// results that leave a rollout running (a failed analysis ends it: `rolled_back`).
+    pub fn analysis_metric(&self) -> Option<&'static str> {
+        match self {
+            Self::StepPassed { .. } => Some("passed"),
+            Self::WindowInconclusive { .. } => Some("inconclusive"),
+            Self::ScrapeFailed { .. } => Some("scrape_failed"),
+            _ => None,
+        }
+    }
+
     /// The outcome label of `auralguard_operator_rollouts_total`, for transitions that end or
     /// start a rollout.
     pub fn rollout_metric(&self) -> Option<&'static str> {

@@ -704,6 +704,8 @@ async fn a_failing_scrape_is_reported_in_status_and_an_event_instead_of_an_error
         finish(task, &mut api).await,
         Action::requeue(Duration::from_secs(10))
     );
+    let counted = "auralguard_operator_analysis_results_total{result=\"scrape_failed\"} 1";
+    assert!(ctx.metrics.render().contains(counted));
 
     // The pods answer again: the window is judged, step 2 starts, the count is gone.
     fakes.metrics.fail(None);

@@ -1598,3 +1598,41 @@ fn a_restarted_unready_or_replaced_canary_pod_fails_the_step() {
         );
     }
 }
+
+/// Analysis results that leave a rollout running are counted by result; a failed analysis is
+/// counted once, as the rollout's `rolled_back` outcome, not again here.
+#[test]
+fn analysis_results_that_leave_a_rollout_running_have_a_metric_label() {
+    let passed = Transition::StepPassed {
+        step: 1,
+        summary: "100 requests".into(),
+    };
+    let inconclusive = Transition::WindowInconclusive {
+        step: 1,
+        windows: 1,
+        limit: 3,
+        reason: "both failing".into(),
+    };
+    let scrape = Transition::ScrapeFailed {
+        step: 1,
+        failures: 1,
+        limit: 3,
+        retry_in: Duration::from_secs(10),
+        error: "connection refused".into(),
+    };
+    let rolled_back = Transition::RolledBack {
+        version: "2".into(),
+        serving: "1".into(),
+        reason: "error rate".into(),
+    };
+    assert_eq!(
+        [&passed, &inconclusive, &scrape, &rolled_back].map(Transition::analysis_metric),
+        [
+            Some("passed"),
+            Some("inconclusive"),
+            Some("scrape_failed"),
+            None
+        ]
+    );
+    assert_eq!(rolled_back.rollout_metric(), Some("rolled_back"));
+}
