@@ -230,6 +230,21 @@ async fn start_rollout_to_v2(
     finish(task, api).await;
 }
 
+/// A reconcile that ends the canary (rollback or abort) answers its reads, gives the stable
+/// Deployment its four pods back on version 1, deletes the canary and writes status, which it
+/// returns.
+async fn expect_canary_removed(cluster: &mut Cluster, api: &mut ApiServer) -> AudioDetectorStatus {
+    cluster.serve_reads(api).await;
+    let stable = cluster.expect_apply(api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 4, "stable gets its pods back");
+    assert_eq!(
+        env(&stable, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/1"
+    );
+    cluster.expect_delete(api, CANARY).await;
+    cluster.expect_status(api).await
+}
+
 /// The first step's window passes: one reconcile gives stable and canary two pods each (step
 /// 2, 50 %), writes status and reports the step passed and the next one started. Returns the
 /// status written and the two Events' notes.
@@ -565,15 +580,7 @@ async fn a_failing_canary_is_rolled_back_and_marked_degraded() {
     fakes.clock.advance(60);
     fakes.metrics.serve("demo-canary-0", 100, 30);
     let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    let stable = cluster.expect_apply(&mut api, STABLE).await;
-    assert_eq!(stable["spec"]["replicas"], 4, "stable gets its pods back");
-    assert_eq!(
-        env(&stable, "AURALGUARD_MODEL")["value"],
-        "models:/deepfake/1"
-    );
-    cluster.expect_delete(&mut api, CANARY).await;
-    let status = cluster.expect_status(&mut api).await;
+    let status = expect_canary_removed(&mut cluster, &mut api).await;
     assert_eq!(status.phase, Some(Phase::Degraded));
     assert_eq!(
         condition(&status, "Degraded"),
@@ -629,10 +636,7 @@ async fn a_canary_calling_everything_fake_is_rolled_back() {
     fakes.metrics.verdicts(false, "demo-canary-0", 388, 12);
     fakes.metrics.verdicts(true, "demo-stable-0", 114, 266);
     let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    cluster.expect_apply(&mut api, STABLE).await;
-    cluster.expect_delete(&mut api, CANARY).await;
-    let status = cluster.expect_status(&mut api).await;
+    let status = expect_canary_removed(&mut cluster, &mut api).await;
     let reason = "canary analysis failed at step 1: canary called 97% of 400 clips fake, stable \
                   30% of 380: the difference exceeds 20 points at 99% confidence";
     let degraded = status
@@ -738,10 +742,7 @@ async fn a_canary_pod_restarting_during_the_step_is_rolled_back() {
     fakes.metrics.restart("demo-canary-0", 2);
     fakes.metrics.serve("demo-canary-0", 100, 0);
     let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    cluster.expect_apply(&mut api, STABLE).await;
-    cluster.expect_delete(&mut api, CANARY).await;
-    let status = cluster.expect_status(&mut api).await;
+    let status = expect_canary_removed(&mut cluster, &mut api).await;
     let reason = "canary analysis failed at step 1: canary pod demo-canary-0 restarted 2 times \
                   during the step";
     assert_eq!(status.last_rollout.unwrap().message, reason);
@@ -1167,15 +1168,7 @@ async fn an_abort_annotation_rolls_back_and_a_retry_annotation_tries_again() {
 
     annotate(&mut cluster, "auralguard.io/abort", Some("1712000000"));
     let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    let stable = cluster.expect_apply(&mut api, STABLE).await;
-    assert_eq!(stable["spec"]["replicas"], 4);
-    assert_eq!(
-        env(&stable, "AURALGUARD_MODEL")["value"],
-        "models:/deepfake/1"
-    );
-    cluster.expect_delete(&mut api, CANARY).await;
-    let status = cluster.expect_status(&mut api).await;
+    let status = expect_canary_removed(&mut cluster, &mut api).await;
     assert_eq!(status.rollout, None);
     let last = status.last_rollout.clone().unwrap();
     assert_eq!(

@@ -266,6 +266,11 @@ impl Sim {
     }
 }
 
+/// The Event reasons of a decision's transitions, in order.
+fn reasons_of(d: &Decision) -> Vec<&'static str> {
+    d.transitions.iter().map(Transition::reason).collect()
+}
+
 /// Adds one window of traffic `t` to a pod's cumulative counters.
 fn serve(c: &mut PodCounters, t: Traffic) {
     c.requests += t.requests;
@@ -954,10 +959,7 @@ fn abort_mid_canary_rolls_back_and_blocks_the_version_until_retried() {
     sim.commands.retry = token("r1");
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(
-        d.transitions
-            .iter()
-            .map(Transition::reason)
-            .collect::<Vec<_>>(),
+        reasons_of(&d),
         ["ManualRetry", "RolloutStarted", "CanaryStepStarted"]
     );
     let r = d.rollout.unwrap();
@@ -1091,13 +1093,7 @@ fn pause_holds_the_step_and_its_analysis_and_resume_keeps_the_time_left() {
     sim.wait(20);
     sim.commands.pause = true;
     let d = sim.reconcile(Some(&v(2)));
-    assert_eq!(
-        d.transitions
-            .iter()
-            .map(Transition::reason)
-            .collect::<Vec<_>>(),
-        ["Paused"]
-    );
+    assert_eq!(reasons_of(&d), ["Paused"]);
     assert!(d.paused && d.holding);
     let r = d.rollout.clone().unwrap();
     assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
@@ -1135,13 +1131,7 @@ fn pause_holds_the_step_and_its_analysis_and_resume_keeps_the_time_left() {
     // Resume: the window has the 40 s it had left.
     sim.commands.pause = false;
     let d = sim.reconcile(Some(&v(2)));
-    assert_eq!(
-        d.transitions
-            .iter()
-            .map(Transition::reason)
-            .collect::<Vec<_>>(),
-        ["Resumed"]
-    );
+    assert_eq!(reasons_of(&d), ["Resumed"]);
     assert!(!d.paused && !d.holding);
     assert_eq!(d.requeue_after, Some(Duration::from_secs(40)));
     assert_eq!(d.rollout.unwrap().paused_at, None);
@@ -1151,13 +1141,7 @@ fn pause_holds_the_step_and_its_analysis_and_resume_keeps_the_time_left() {
     assert_eq!(sim.scrapes, scrapes);
     sim.wait(1);
     let d = sim.reconcile(Some(&v(2)));
-    assert_eq!(
-        d.transitions
-            .iter()
-            .map(Transition::reason)
-            .collect::<Vec<_>>(),
-        ["CanaryStepPassed", "CanaryStepStarted"]
-    );
+    assert_eq!(reasons_of(&d), ["CanaryStepPassed", "CanaryStepStarted"]);
     assert_eq!(sim.scrapes, scrapes + 1);
 }
 
@@ -1227,13 +1211,7 @@ fn promote_while_paused_moves_stable_and_completes_after_the_resume() {
     sim.commands.pause = true;
     sim.commands.promote = token("p1");
     let d = sim.reconcile(Some(&v(2)));
-    assert_eq!(
-        d.transitions
-            .iter()
-            .map(Transition::reason)
-            .collect::<Vec<_>>(),
-        ["Paused", "ManualPromote"]
-    );
+    assert_eq!(reasons_of(&d), ["Paused", "ManualPromote"]);
     assert_eq!(d.stable_model, Some(v(2)));
     assert_eq!(d.rollout.unwrap().phase, RolloutPhase::Promoting);
     assert!(d
@@ -1248,13 +1226,7 @@ fn promote_while_paused_moves_stable_and_completes_after_the_resume() {
     assert_eq!(d.serving, Some(v(1)));
     sim.commands.pause = false;
     let d = sim.reconcile(Some(&v(2)));
-    assert_eq!(
-        d.transitions
-            .iter()
-            .map(Transition::reason)
-            .collect::<Vec<_>>(),
-        ["Resumed", "RolloutPromoted"]
-    );
+    assert_eq!(reasons_of(&d), ["Resumed", "RolloutPromoted"]);
     assert_eq!(d.serving, Some(v(2)));
 }
 
@@ -1269,10 +1241,7 @@ fn abort_and_retry_together_restart_the_canary_from_step_one() {
     sim.commands.retry = token("x");
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(
-        d.transitions
-            .iter()
-            .map(Transition::reason)
-            .collect::<Vec<_>>(),
+        reasons_of(&d),
         [
             "ManualAbort",
             "ManualRetry",
