@@ -376,6 +376,33 @@ pub struct RolloutSpec {
         { "rule": "duration(self) > duration('0s')", "message": "progressDeadline must be a positive duration such as 10m" }
     ]))]
     pub progress_deadline: Duration,
+
+    /// How many pods a rollout may run above the desired replica count (default 1), so that
+    /// serving capacity is not lost while pods move to the new version. Each batch of new pods
+    /// must become ready within `progressDeadline`.
+    ///
+    /// * 1 or more (*surge first*): the canary's pods are added first while the stable
+    ///   Deployment keeps every pod; stable shrinks only by canary pods that are ready, so the
+    ///   ready pods never drop below `replicas` and the pods never exceed `replicas + maxSurge`.
+    ///   Promotion moves stable to the new version within the same budget and removes the canary
+    ///   only once stable is fully available. The Deployments' rolling updates use this
+    ///   `maxSurge` with `maxUnavailable: 0`.
+    /// * 0 (*shrink first*, for GPU nodes without a spare GPU): no pod is ever added above
+    ///   `replicas`; the stable Deployment gives up one pod before each canary pod starts, so one
+    ///   pod's capacity may be missing at a time (`status.capacity.mode: ShrinkFirst` and a
+    ///   `RolloutShrinkFirst` Event say so). The Deployments' rolling updates use
+    ///   `maxSurge: 0, maxUnavailable: 1`.
+    ///
+    /// With `autoscaling` the HorizontalPodAutoscaler owns the stable pods' count: the canary is
+    /// added on top of them, and `maxSurge` shapes only the Deployments' rolling updates.
+    #[serde(default = "default_max_surge")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_surge: i32,
+}
+
+/// One spare pod: the least extra capacity that lets a rollout never lose a serving pod.
+pub fn default_max_surge() -> i32 {
+    1
 }
 
 fn default_progress_deadline() -> Duration {

@@ -87,6 +87,12 @@ pub struct AudioDetectorStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rollout: Option<RolloutResult>,
 
+    /// During a canary rollout, how serving capacity is kept (`spec.rollout.maxSurge`) and how
+    /// many pods are ready on each side against the desired count, so that users can see that
+    /// capacity was held (or, shrink-first, by how much it may dip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<RolloutCapacity>,
+
     /// True while the `auralguard.io/pause` annotation holds the detector's rollouts. Kept so
     /// that the operator sees when a pause begins and ends (each is an Event) across restarts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -168,6 +174,33 @@ pub struct RolloutState {
 /// For `skip_serializing_if`: a zero counter is left out of status, as if never set.
 fn is_zero(v: &i64) -> bool {
     *v == 0
+}
+
+/// Serving capacity during a rollout: the mode, the budget and the ready pods of each side.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutCapacity {
+    /// `SurgeFirst` (new pods first, ready pods never below `desiredReplicas`) or `ShrinkFirst`
+    /// (`maxSurge: 0`: a stable pod goes before each canary pod starts).
+    pub mode: CapacityMode,
+    /// The pods the detector asks for (`spec.replicas`, or the autoscaler's current count).
+    pub desired_replicas: i32,
+    /// The pods a rollout may run above `desiredReplicas` (`spec.rollout.maxSurge`).
+    pub max_surge: i32,
+    /// Ready pods of the stable Deployment, as last observed.
+    pub ready_stable: i32,
+    /// Ready pods of the canary Deployment, as last observed.
+    pub ready_canary: i32,
+}
+
+/// How a rollout keeps serving capacity while pods move to the new version.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CapacityMode {
+    /// New pods start before old ones go: stable shrinks only by canary pods that are ready.
+    SurgeFirst,
+    /// No pod above the desired count: a stable pod is removed before each canary pod starts,
+    /// so one pod's capacity may be missing at a time.
+    ShrinkFirst,
 }
 
 /// Where within a step a rollout is.

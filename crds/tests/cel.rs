@@ -68,7 +68,8 @@ fn minimal_and_full_detectors_are_valid() {
                 "fakeShare": {"maxDifference": 0.1, "minVerdicts": 200, "confidence": 0.999},
                 "failureLimit": 5, "inconclusiveLimit": 2
             },
-            "progressDeadline": "15m"
+            "progressDeadline": "15m",
+            "maxSurge": 0
         },
         "serviceMonitor": {"labels": {"release": "prometheus"}}
     });

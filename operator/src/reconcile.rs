@@ -422,6 +422,8 @@ fn pod_set(d: &Deployment) -> PodSet {
             && st.updated_replicas.unwrap_or(0) == replicas
             && st.available_replicas.unwrap_or(0) >= replicas
             && st.replicas.unwrap_or(0) == replicas,
+        observed: current,
+        old_pods: (st.replicas.unwrap_or(0) - st.updated_replicas.unwrap_or(0)).max(0),
     }
 }
 

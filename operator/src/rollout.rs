@@ -11,9 +11,12 @@
 //! ```
 //!
 //! * A step's weight is a share of pods behind the one Service: with a fixed replica count `n`
-//!   the canary gets `ceil(n × weight / 100)` pods and the stable Deployment the rest, at least one
-//!   each while a canary runs ([`split_replicas`]). With autoscaling the stable Deployment keeps
-//!   the size its HPA chose and the canary is sized to be `weight`% of all pods.
+//!   the step ends with `ceil(n × weight / 100)` canary pods and the stable Deployment the rest,
+//!   at least one each while the budget has room ([`split_replicas`]). It gets there within
+//!   `n + maxSurge` pods ([`capacity`]): surge first, stable shrinks only by canary pods that are
+//!   ready; with `maxSurge: 0` shrink first, one pod at a time (a `RolloutShrinkFirst` Event).
+//!   Each batch of new pods has `progressDeadline` to become ready. With autoscaling the stable
+//!   Deployment keeps the size its HPA chose and the canary is sized to be `weight`% of all pods.
 //! * The observation window of a step opens when the canary is ready at the step's weight (the
 //!   *baseline* scrape) and closes after the step's pause (the second scrape); [`crate::analysis`]
 //!   judges the difference: the canary pods' health (no restart, none unready or replaced), the
@@ -31,8 +34,10 @@
 //!   scrape becomes the baseline of a new window of the same step (an `AnalysisInconclusive`
 //!   Warning Event, [`RolloutState::inconclusive_windows`] counted); more than
 //!   `analysis.inconclusiveLimit` such windows in one step roll back.
-//! * Promotion moves the stable Deployment to the new version and removes the canary once the
-//!   stable pods are all updated and ready; a rollback removes the canary and leaves stable alone.
+//! * Promotion moves the stable Deployment to the new version within the same budget (its
+//!   template first, beside the canary; then stable grows back as the canary shrinks by the
+//!   stable pods that are ready) and removes the canary once the stable pods are all updated and
+//!   ready; a rollback removes the canary at once and gives stable its pods back.
 //! * A rolled-back (or manually aborted) version is not retried until the model source resolves
 //!   to something else or a user asks for a retry.
 //! * The machine keeps nothing in memory: [`RolloutState`] in status is its whole state, so a
@@ -64,7 +69,7 @@ use std::time::Duration;
 
 use auralguard_crds::manual::{Commands, PAUSE};
 use auralguard_crds::{
-    AnalysisSpec, AudioDetectorStatus, CanaryStep, CommandRecord, HandledCommands,
+    AnalysisSpec, AudioDetectorStatus, CanaryStep, CapacityMode, CommandRecord, HandledCommands,
     InsufficientTraffic, ManualCommand, MetricsSnapshot, RolloutOutcome, RolloutPhase,
     RolloutResult, RolloutState,
 };
@@ -81,8 +86,11 @@ pub struct Policy {
     pub steps: Vec<CanaryStep>,
     /// Thresholds for each step.
     pub analysis: AnalysisSpec,
-    /// How long pods may take to become ready before the rollout is rolled back.
+    /// How long a batch of new pods may take to become ready before the rollout is rolled back.
     pub progress_deadline: Duration,
+    /// Pods a rollout may run above the desired count (`spec.rollout.maxSurge`); 0 means
+    /// shrink first ([`capacity`]).
+    pub max_surge: i32,
 }
 
 impl Policy {
@@ -93,11 +101,13 @@ impl Policy {
                 steps: r.steps.clone(),
                 analysis: r.analysis.clone(),
                 progress_deadline: r.progress_deadline.into(),
+                max_surge: r.max_surge,
             },
             None => Self {
                 steps: Vec::new(),
                 analysis: AnalysisSpec::default(),
                 progress_deadline: Duration::from_secs(600),
+                max_surge: auralguard_crds::default_max_surge(),
             },
         }
     }
@@ -124,19 +134,24 @@ pub struct Split {
     pub canary: i32,
 }
 
-/// Splits pods between stable and canary for a step of `weight` percent.
-pub fn split_replicas(scale: Scale, weight: i32) -> Split {
-    let weight = i64::from(weight.clamp(1, 100));
+/// Where a step of `weight` percent ends, pods split between stable and canary (with
+/// `max_surge` spare pods for a fixed count, see [`capacity::Budget::target`]); on the way there
+/// [`capacity::Budget::toward`] decides.
+pub fn split_replicas(scale: Scale, weight: i32, max_surge: i32) -> Split {
     match scale {
         Scale::Fixed(total) => {
-            let canary = ceil_div(i64::from(total) * weight, 100).max(1);
-            let stable = (i64::from(total) - canary).max(1);
+            let target = capacity::Budget {
+                desired: total,
+                max_surge,
+            }
+            .target(weight);
             Split {
-                stable: Some(to_i32(stable)),
-                canary: to_i32(canary),
+                stable: Some(target.stable),
+                canary: target.canary,
             }
         }
         Scale::Autoscaled { current } => {
+            let weight = i64::from(weight.clamp(1, 100));
             let current = i64::from(current.max(1));
             let canary = if weight >= 100 {
                 current
@@ -170,6 +185,12 @@ pub struct PodSet {
     pub ready: i32,
     /// The controller has seen the latest template and every pod is updated and available.
     pub rolled_out: bool,
+    /// The controller has seen the latest spec (`status.observedGeneration`), so the counts
+    /// describe it; promotion does not act on stale counts.
+    pub observed: bool,
+    /// Pods still running an older template (`status.replicas − status.updatedReplicas`): while
+    /// any remain, `ready` counts old and new pods alike.
+    pub old_pods: i32,
 }
 
 impl PodSet {
@@ -250,6 +271,20 @@ pub struct Decision {
     pub handled: HandledCommands,
     /// The most recent manual command and its result (status `lastCommand`).
     pub last_command: Option<CommandRecord>,
+    /// How the rollout keeps serving capacity (status `capacity`, with the observed ready pods);
+    /// `None` outside a rollout.
+    pub capacity: Option<CapacityPlan>,
+}
+
+/// The capacity a rollout keeps, for status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapacityPlan {
+    /// Surge first or shrink first.
+    pub mode: CapacityMode,
+    /// The pods the detector asks for.
+    pub desired: i32,
+    /// The pods allowed above that.
+    pub max_surge: i32,
 }
 
 /// The canary Deployment to run.
@@ -284,6 +319,12 @@ pub enum Transition {
         from: String,
         /// The canary version.
         to: String,
+    },
+    /// `spec.rollout.maxSurge` is 0: the rollout removes a stable pod before each canary pod
+    /// starts, so one pod's capacity may be missing at a time (said once per rollout).
+    ShrinkFirst {
+        /// The detector's desired pods.
+        desired: i32,
     },
     /// The canary is being scaled to a step's weight.
     StepStarted {
@@ -409,6 +450,7 @@ impl Transition {
             Self::Deployed { .. } => "ModelDeployed",
             Self::Updated { .. } => "ModelUpdated",
             Self::RolloutStarted { .. } => "RolloutStarted",
+            Self::ShrinkFirst { .. } => "RolloutShrinkFirst",
             Self::StepStarted { .. } => "CanaryStepStarted",
             Self::ScrapeFailed { .. } => "AnalysisScrapeFailed",
             Self::WindowInconclusive { .. } => "AnalysisInconclusive",
@@ -461,6 +503,11 @@ impl Transition {
             Self::RolloutStarted { from, to } => {
                 format!("canary rollout of model version {to} started (serving {from})")
             }
+            Self::ShrinkFirst { desired } => format!(
+                "spec.rollout.maxSurge is 0: no pod runs above the {desired} desired; a stable \
+                 pod is removed before each canary pod starts (and before each stable pod moves \
+                 to the new version), so 1 of {desired} pods may be unavailable at a time"
+            ),
             Self::StepStarted { step, of, weight } => {
                 format!("canary step {step}/{of}: {weight}% of pods on the new version")
             }
@@ -720,6 +767,13 @@ fn start(
         from: stable.version.clone(),
         to: canary.version.clone(),
     });
+    if let Some(budget) = budget_of(input) {
+        if budget.mode() == CapacityMode::ShrinkFirst {
+            transitions.push(Transition::ShrinkFirst {
+                desired: budget.desired,
+            });
+        }
+    }
     transitions.push(step_started(input.policy, 0));
     let mut d = plan(input, &state, last);
     d.transitions = transitions;
@@ -739,7 +793,8 @@ fn step_started(policy: &Policy, step: usize) -> Transition {
     }
 }
 
-/// The Deployments a rollout state implies.
+/// The Deployments a rollout state implies: the step's split (or promotion) reached as fast as
+/// the capacity budget and the pods' readiness allow ([`capacity`]).
 fn plan(input: &Input<'_>, state: &RolloutState, last: Option<RolloutResult>) -> Decision {
     let stable = ModelRef {
         uri: state.stable_model.clone(),
@@ -749,31 +804,137 @@ fn plan(input: &Input<'_>, state: &RolloutState, last: Option<RolloutResult>) ->
         uri: state.canary_model.clone(),
         version: state.canary_version.clone(),
     };
-    let step = usize::try_from(state.step).unwrap_or(0);
-    let weight = input
-        .policy
-        .steps
-        .get(step)
-        .or(input.policy.steps.last())
-        .map_or(100, |s| s.weight);
-    let split = split_replicas(input.scale, weight);
+    let weight = weight_of(input.policy, state);
     let promoting = state.phase == RolloutPhase::Promoting;
+    let pods = pods_now(input, state, weight);
     Decision {
         serving: Some(stable.clone()),
         stable_model: Some(if promoting { canary.clone() } else { stable }),
-        stable_replicas: if promoting {
-            fixed_replicas(input.scale)
-        } else {
-            split.stable
-        },
+        stable_replicas: pods.stable,
         canary: Some(CanaryPlan {
             model: canary,
-            replicas: split.canary,
+            replicas: pods.canary,
             weight,
         }),
         rollout: Some(state.clone()),
         last_rollout: last,
+        capacity: Some(capacity_plan(input)),
         ..Decision::default()
+    }
+}
+
+/// The weight of the state's step (the last step's past the end, 100 without steps).
+fn weight_of(policy: &Policy, state: &RolloutState) -> i32 {
+    let step = usize::try_from(state.step).unwrap_or(0);
+    policy
+        .steps
+        .get(step)
+        .or(policy.steps.last())
+        .map_or(100, |s| s.weight)
+}
+
+/// The capacity budget of a fixed-size detector (`None` when an HPA sizes stable: the canary is
+/// then added on top of the pods the HPA keeps).
+fn budget_of(input: &Input<'_>) -> Option<capacity::Budget> {
+    match input.scale {
+        Scale::Fixed(desired) => Some(capacity::Budget {
+            desired,
+            max_surge: input.policy.max_surge,
+        }),
+        Scale::Autoscaled { .. } => None,
+    }
+}
+
+/// What status reports of the capacity kept (an autoscaled detector's canary always comes on top
+/// of the HPA's pods, so it counts as surge first).
+fn capacity_plan(input: &Input<'_>) -> CapacityPlan {
+    let max_surge = input.policy.max_surge.max(0);
+    match budget_of(input) {
+        Some(b) => CapacityPlan {
+            mode: b.mode(),
+            desired: b.desired,
+            max_surge,
+        },
+        None => CapacityPlan {
+            mode: CapacityMode::SurgeFirst,
+            desired: match input.scale {
+                Scale::Fixed(n) | Scale::Autoscaled { current: n } => n,
+            },
+            max_surge,
+        },
+    }
+}
+
+/// The pods each Deployment runs now.
+fn pods_now(input: &Input<'_>, state: &RolloutState, weight: i32) -> Split {
+    let Some(budget) = budget_of(input) else {
+        return split_replicas(input.scale, weight, input.policy.max_surge);
+    };
+    let pods = if state.phase == RolloutPhase::Promoting {
+        budget.promotion(&promotion_seen(input, state))
+    } else {
+        let canary_ready = input.canary.map_or(0, |c| c.ready.min(c.replicas));
+        budget.toward(budget.target(weight), canary_ready)
+    };
+    Split {
+        stable: Some(pods.stable),
+        canary: pods.canary,
+    }
+}
+
+/// The step's canary pod count once the step's split is reached.
+fn target_canary(input: &Input<'_>, state: &RolloutState) -> i32 {
+    split_replicas(
+        input.scale,
+        weight_of(input.policy, state),
+        input.policy.max_surge,
+    )
+    .canary
+}
+
+/// What promotion looks at of the two Deployments.
+fn promotion_seen(input: &Input<'_>, state: &RolloutState) -> capacity::Promotion {
+    use capacity::StableState;
+    let stable = match input.stable {
+        Some(s) if s.model.as_deref() == Some(state.canary_model.as_str()) => {
+            if !s.observed {
+                StableState::Unobserved {
+                    replicas: s.replicas,
+                }
+            } else if s.old_pods > 0 {
+                StableState::Rolling
+            } else {
+                StableState::New { ready: s.ready }
+            }
+        }
+        _ => StableState::Old,
+    };
+    capacity::Promotion {
+        canary_replicas: input.canary.map_or(0, |c| c.replicas),
+        canary_ready: input.canary.map_or(0, |c| c.ready),
+        stable,
+    }
+}
+
+/// `r` with its progress deadline started again when `growing` (the Deployment that takes the
+/// new version, as observed) has every pod ready and is given more: the previous batch made
+/// it, a new one is asked for, and each batch gets the whole `progressDeadline`. A batch that
+/// never becomes ready asks for nothing more, so its deadline runs out.
+fn restart_deadline_on_growth(
+    input: &Input<'_>,
+    r: &RolloutState,
+    growing: Option<&PodSet>,
+    planned: Option<i32>,
+) -> RolloutState {
+    let (replicas, ready) = growing.map_or((0, 0), |g| (g.replicas, g.ready));
+    let grows = ready >= replicas && planned.is_some_and(|p| p > replicas);
+    if grows {
+        RolloutState {
+            phase_started_at: Time(input.now),
+            ..r.clone()
+        }
+    } else {
+        r.clone()
     }
 }
 
@@ -846,9 +1007,10 @@ fn scaling(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -> 
     let Some(canary_plan) = d.canary.clone() else {
         return decided(d);
     };
+    let target = target_canary(input, r);
     let ready = input
         .canary
-        .is_some_and(|c| c.serves(&r.canary_model, Some(canary_plan.replicas)));
+        .is_some_and(|c| c.serves(&r.canary_model, Some(target)));
     if ready {
         let metrics = match scraped(input) {
             Scraped::Missing => return Outcome::NeedMetrics,
@@ -868,6 +1030,7 @@ fn scaling(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -> 
         d.requeue_after = Some(pause_of(input.policy, r));
         return decided(d);
     }
+    let r = &restart_deadline_on_growth(input, r, input.canary, Some(canary_plan.replicas));
     if elapsed(input.now, &r.phase_started_at) > input.policy.progress_deadline {
         return decided(rollback(
             input,
@@ -880,10 +1043,11 @@ fn scaling(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -> 
     }
     decided(Decision {
         waiting: Some(format!(
-            "waiting for {} canary pod(s) of version {} to be ready",
-            canary_plan.replicas, r.canary_version
+            "waiting for {target} canary pod(s) of version {} to be ready",
+            r.canary_version
         )),
         requeue_after: Some(input.check_interval),
+        rollout: Some(r.clone()),
         ..d
     })
 }
@@ -1244,6 +1408,16 @@ fn promoting(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -
             ..Decision::default()
         };
     }
+    let d = plan(input, r, last.clone());
+    let on_new = input
+        .stable
+        .filter(|s| s.model.as_deref() == Some(r.canary_model.as_str()));
+    let r = &restart_deadline_on_growth(
+        input,
+        r,
+        on_new,
+        d.stable_replicas.filter(|_| on_new.is_some()),
+    );
     if elapsed(input.now, &r.phase_started_at) > input.policy.progress_deadline {
         return rollback(
             input,
@@ -1254,7 +1428,10 @@ fn promoting(input: &Input<'_>, r: &RolloutState, last: Option<RolloutResult>) -
             ),
         );
     }
-    let mut d = plan(input, r, last);
+    let mut d = Decision {
+        rollout: Some(r.clone()),
+        ..d
+    };
     d.waiting = Some(format!(
         "moving stable pods to model version {}",
         r.canary_version
@@ -1322,6 +1499,7 @@ fn human(d: Duration) -> String {
     }
 }
 
+pub mod capacity;
 mod manual;
 
 #[cfg(test)]

@@ -7,8 +7,12 @@
 //! A pause (`auralguard.io/pause`) shows in three places: `paused: true`, the phase `Paused`
 //! (unless nothing serves yet), and, while it holds something back, `Progressing=Unknown` with
 //! reason `Paused`, as a paused Deployment reports itself.
+//!
+//! During a canary rollout `capacity` shows the mode (`SurgeFirst` or `ShrinkFirst`), the budget
+//! and the ready pods of each side, and the `Ready` condition counts the ready pods of both
+//! Deployments against the desired total: stable alone may be planned smaller beside the canary.
 
-use auralguard_crds::{condition, AudioDetectorStatus, Phase, RolloutOutcome};
+use auralguard_crds::{condition, AudioDetectorStatus, Phase, RolloutCapacity, RolloutOutcome};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -63,8 +67,26 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
         ),
     };
 
-    let ready = match (&d.stable_model, o.stable) {
-        (None, _) => cond(
+    // During a rollout both Deployments serve: the pods ready on either side count against the
+    // desired total (stable alone may be planned smaller, even empty, beside the canary).
+    let rollout_capacity = d.capacity.filter(|_| d.rollout.is_some());
+    let canary_ready = o.canary.map_or(0, |c| c.ready);
+    let ready = match (&d.stable_model, o.stable, rollout_capacity) {
+        (Some(_), _, Some(c)) if c.desired > 0 => {
+            let all = stable_ready + canary_ready;
+            let ok = all >= c.desired;
+            cond(
+                condition::READY,
+                ok,
+                if ok { "PodsReady" } else { "PodsNotReady" },
+                format!(
+                    "{all} of {} pods ready during the rollout ({stable_ready} stable, \
+                     {canary_ready} canary)",
+                    c.desired
+                ),
+            )
+        }
+        (None, _, _) => cond(
             condition::READY,
             false,
             "NoModel",
@@ -76,19 +98,19 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
             "ScaledToZero",
             "replicas is 0".into(),
         ),
-        (Some(_), None) => cond(
+        (Some(_), None, _) => cond(
             condition::READY,
             false,
             "Creating",
             "creating the Deployment".into(),
         ),
-        (Some(_), Some(_)) if stable_ready >= expected => cond(
+        (Some(_), Some(_), _) if stable_ready >= expected => cond(
             condition::READY,
             true,
             "PodsReady",
             format!("{stable_ready} of {expected} stable pods ready"),
         ),
-        (Some(_), Some(_)) => cond(
+        (Some(_), Some(_), _) => cond(
             condition::READY,
             false,
             "PodsNotReady",
@@ -175,7 +197,7 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
         } else {
             Phase::Pending
         }
-    } else if stable_ready == 0 && expected > 0 {
+    } else if stable_ready + rollout_capacity.map_or(0, |_| canary_ready) == 0 && expected > 0 {
         Phase::Pending
     } else if d.paused {
         Phase::Paused
@@ -230,6 +252,13 @@ pub fn build(o: &Observed<'_>) -> AudioDetectorStatus {
         endpoint: Some(o.endpoint.clone()),
         rollout: d.rollout.clone(),
         last_rollout: d.last_rollout.clone(),
+        capacity: rollout_capacity.map(|c| RolloutCapacity {
+            mode: c.mode,
+            desired_replicas: c.desired,
+            max_surge: c.max_surge,
+            ready_stable: stable_ready,
+            ready_canary: canary_ready,
+        }),
         paused: d.paused,
         handled_commands: d.handled.clone(),
         last_command: d.last_command.clone(),

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auralguard_crds::{AudioDetector, AudioDetectorStatus, Phase, RolloutOutcome, RolloutPhase};
+use auralguard_crds::{
+    AudioDetector, AudioDetectorStatus, CapacityMode, Phase, RolloutCapacity, RolloutOutcome,
+    RolloutPhase,
+};
 use auralguard_operator::context::Context;
 use auralguard_operator::reconcile::reconcile;
 use http::{Method, StatusCode};
@@ -205,8 +208,8 @@ fn env(deployment: &Value, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The alias moves to version 2: one reconcile applies stable and canary, writes status and
-/// reports the rollout's start.
+/// The alias moves to version 2: one reconcile applies the canary (one pod) and leaves stable
+/// at its four pods (surge first), writes status and reports the rollout's start.
 async fn start_rollout_to_v2(
     cluster: &mut Cluster,
     fakes: &Fakes,
@@ -216,8 +219,10 @@ async fn start_rollout_to_v2(
     fakes.resolver.set("champion", Some("2"));
     let task = cluster.reconcile(ctx);
     cluster.serve_reads(api).await;
-    cluster.expect_apply(api, STABLE).await;
-    cluster.expect_apply(api, CANARY).await;
+    assert_eq!(
+        cluster.expect_apply(api, CANARY).await["spec"]["replicas"],
+        1
+    );
     cluster.expect_status(api).await;
     expect_events(
         api,
@@ -231,23 +236,32 @@ async fn start_rollout_to_v2(
 }
 
 /// A reconcile that ends the canary (rollback or abort) answers its reads, gives the stable
-/// Deployment its four pods back on version 1, deletes the canary and writes status, which it
-/// returns.
-async fn expect_canary_removed(cluster: &mut Cluster, api: &mut ApiServer) -> AudioDetectorStatus {
+/// Deployment its four pods back on version 1 (`stable_back`: it had given one to the canary;
+/// otherwise it still has them and is not written), deletes the canary and writes status, which
+/// it returns.
+async fn expect_canary_removed(
+    cluster: &mut Cluster,
+    api: &mut ApiServer,
+    stable_back: bool,
+) -> AudioDetectorStatus {
     cluster.serve_reads(api).await;
-    let stable = cluster.expect_apply(api, STABLE).await;
-    assert_eq!(stable["spec"]["replicas"], 4, "stable gets its pods back");
-    assert_eq!(
-        env(&stable, "AURALGUARD_MODEL")["value"],
-        "models:/deepfake/1"
-    );
+    if stable_back {
+        let stable = cluster.expect_apply(api, STABLE).await;
+        assert_eq!(stable["spec"]["replicas"], 4, "stable gets its pods back");
+        assert_eq!(
+            env(&stable, "AURALGUARD_MODEL")["value"],
+            "models:/deepfake/1"
+        );
+    }
+    assert_eq!(cluster.objects[STABLE]["spec"]["replicas"], 4);
     cluster.expect_delete(api, CANARY).await;
     cluster.expect_status(api).await
 }
 
-/// The first step's window passes: one reconcile gives stable and canary two pods each (step
-/// 2, 50 %), writes status and reports the step passed and the next one started. Returns the
-/// status written and the two Events' notes.
+/// The first step's window passes: one reconcile gives the canary its second pod (step 2,
+/// 50 %) while stable keeps its three (surge first: it shrinks once that pod is ready), writes
+/// status and reports the step passed and the next one started. Returns the status written and
+/// the two Events' notes.
 async fn expect_second_step(
     cluster: &mut Cluster,
     ctx: &Arc<Context>,
@@ -256,13 +270,10 @@ async fn expect_second_step(
     let task = cluster.reconcile(ctx);
     cluster.serve_reads(api).await;
     assert_eq!(
-        cluster.expect_apply(api, STABLE).await["spec"]["replicas"],
-        2
-    );
-    assert_eq!(
         cluster.expect_apply(api, CANARY).await["spec"]["replicas"],
         2
     );
+    assert_eq!(cluster.objects[STABLE]["spec"]["replicas"], 3);
     let status = cluster.expect_status(api).await;
     let notes = expect_events(
         api,
@@ -277,14 +288,52 @@ async fn expect_second_step(
 }
 
 /// Every pod turns ready: one reconcile opens the first step's observation window (the
-/// baseline scrape of whatever the fake metrics serve now) and writes only status.
+/// baseline scrape of whatever the fake metrics serve now), and stable, now that the canary pod
+/// is ready, gives it one of its pods.
 async fn open_first_window(cluster: &mut Cluster, ctx: &Arc<Context>, api: &mut ApiServer) {
     cluster.pods_ready(STABLE);
     cluster.pods_ready(CANARY);
     let task = cluster.reconcile(ctx);
     cluster.serve_reads(api).await;
+    assert_eq!(
+        cluster.expect_apply(api, STABLE).await["spec"]["replicas"],
+        3
+    );
     cluster.expect_status(api).await;
     finish(task, api).await;
+}
+
+/// Promotion goes on: stable's pods are all ready on the new version, so one reconcile gives it
+/// `stable` pods (and the canary `canary`, when it shrinks), within the 5-pod budget.
+async fn stable_grows(
+    cluster: &mut Cluster,
+    ctx: &Arc<Context>,
+    api: &mut ApiServer,
+    stable: i64,
+    canary: Option<i64>,
+) -> AudioDetectorStatus {
+    cluster.pods_ready(STABLE);
+    let task = cluster.reconcile(ctx);
+    cluster.serve_reads(api).await;
+    let applied = cluster.expect_apply(api, STABLE).await;
+    assert_eq!(applied["spec"]["replicas"], stable);
+    assert_eq!(
+        env(&applied, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/2"
+    );
+    if let Some(c) = canary {
+        assert_eq!(
+            cluster.expect_apply(api, CANARY).await["spec"]["replicas"],
+            c
+        );
+    }
+    let status = cluster.expect_status(api).await;
+    assert_eq!(
+        status.rollout.clone().unwrap().phase,
+        RolloutPhase::Promoting
+    );
+    finish(task, api).await;
+    status
 }
 
 /// Creates the detector's objects for version 1 and brings it to Running; returns the context.
@@ -415,16 +464,11 @@ async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
     let mut cluster = Cluster::new(DETECTOR);
     let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
 
-    // The alias moves to version 2: a canary with 25% of the pods (1 of 4) starts.
+    // The alias moves to version 2: a canary with 25% of the pods (1 of 4) starts beside the
+    // four stable pods, which are not touched (surge first).
     fakes.resolver.set("champion", Some("2"));
     let task = cluster.reconcile(&ctx);
     cluster.serve_reads(&mut api).await;
-    let stable = cluster.expect_apply(&mut api, STABLE).await;
-    assert_eq!(stable["spec"]["replicas"], 3);
-    assert_eq!(
-        env(&stable, "AURALGUARD_MODEL")["value"],
-        "models:/deepfake/1"
-    );
     let canary = cluster.expect_apply(&mut api, CANARY).await;
     assert_eq!(canary["spec"]["replicas"], 1);
     assert_eq!(
@@ -467,13 +511,20 @@ async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
         Action::requeue(Duration::from_secs(10))
     );
 
-    // Pods come up: the canary's baseline is scraped and the 60 s window opens.
+    // Pods come up: the canary's baseline is scraped and the 60 s window opens; stable gives
+    // the ready canary pod one of its own.
     cluster.pods_ready(STABLE);
     cluster.pods_ready(CANARY);
     fakes.metrics.serve("demo-canary-0", 5, 0);
     fakes.metrics.verdicts(true, "demo-stable-0", 600, 1400);
     let task = cluster.reconcile(&ctx);
     cluster.serve_reads(&mut api).await;
+    let stable = cluster.expect_apply(&mut api, STABLE).await;
+    assert_eq!(stable["spec"]["replicas"], 3);
+    assert_eq!(
+        env(&stable, "AURALGUARD_MODEL")["value"],
+        "models:/deepfake/1"
+    );
     let status = cluster.expect_status(&mut api).await;
     let r = status.rollout.clone().unwrap();
     assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
@@ -508,23 +559,33 @@ async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
          stable 28%"
     );
 
+    // Both canary pods ready: stable goes down to two and the step's window opens.
     cluster.pods_ready(STABLE);
     cluster.pods_ready(CANARY);
     let task = cluster.reconcile(&ctx);
     cluster.serve_reads(&mut api).await;
+    assert_eq!(
+        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
+        2
+    );
     cluster.expect_status(&mut api).await;
     finish(task, &mut api).await;
 
-    // Last step passes: stable moves to version 2 at full size; the canary stays meanwhile.
+    // Last step passes: stable moves to version 2 at the two pods it has beside the canary
+    // (its rolling update surges by one pod); the canary keeps its two meanwhile.
     fakes.clock.advance(60);
     fakes.metrics.serve("demo-canary-0", 50, 0);
     let task = cluster.reconcile(&ctx);
     cluster.serve_reads(&mut api).await;
     let stable = cluster.expect_apply(&mut api, STABLE).await;
-    assert_eq!(stable["spec"]["replicas"], 4);
+    assert_eq!(stable["spec"]["replicas"], 2);
     assert_eq!(
         env(&stable, "AURALGUARD_MODEL")["value"],
         "models:/deepfake/2"
+    );
+    assert_eq!(
+        stable["spec"]["strategy"]["rollingUpdate"],
+        json!({"maxSurge": 1, "maxUnavailable": 0})
     );
     let status = cluster.expect_status(&mut api).await;
     assert_eq!(status.rollout.unwrap().phase, RolloutPhase::Promoting);
@@ -537,6 +598,11 @@ async fn alias_change_runs_a_canary_step_by_step_and_promotes() {
     )
     .await;
     finish(task, &mut api).await;
+
+    // Stable's two pods run version 2: it grows by the spare pod, then the canary hands over
+    // one pod per stable pod that is ready (never more than 5 pods planned).
+    stable_grows(&mut cluster, &ctx, &mut api, 3, None).await;
+    stable_grows(&mut cluster, &ctx, &mut api, 4, Some(1)).await;
 
     // Stable rolled out on version 2: promoted, canary deleted.
     cluster.pods_ready(STABLE);
@@ -580,7 +646,7 @@ async fn a_failing_canary_is_rolled_back_and_marked_degraded() {
     fakes.clock.advance(60);
     fakes.metrics.serve("demo-canary-0", 100, 30);
     let task = cluster.reconcile(&ctx);
-    let status = expect_canary_removed(&mut cluster, &mut api).await;
+    let status = expect_canary_removed(&mut cluster, &mut api, true).await;
     assert_eq!(status.phase, Some(Phase::Degraded));
     assert_eq!(
         condition(&status, "Degraded"),
@@ -636,7 +702,7 @@ async fn a_canary_calling_everything_fake_is_rolled_back() {
     fakes.metrics.verdicts(false, "demo-canary-0", 388, 12);
     fakes.metrics.verdicts(true, "demo-stable-0", 114, 266);
     let task = cluster.reconcile(&ctx);
-    let status = expect_canary_removed(&mut cluster, &mut api).await;
+    let status = expect_canary_removed(&mut cluster, &mut api, true).await;
     let reason = "canary analysis failed at step 1: canary called 97% of 400 clips fake, stable \
                   30% of 380: the difference exceeds 20 points at 99% confidence";
     let degraded = status
@@ -742,7 +808,7 @@ async fn a_canary_pod_restarting_during_the_step_is_rolled_back() {
     fakes.metrics.restart("demo-canary-0", 2);
     fakes.metrics.serve("demo-canary-0", 100, 0);
     let task = cluster.reconcile(&ctx);
-    let status = expect_canary_removed(&mut cluster, &mut api).await;
+    let status = expect_canary_removed(&mut cluster, &mut api, true).await;
     let reason = "canary analysis failed at step 1: canary pod demo-canary-0 restarted 2 times \
                   during the step";
     assert_eq!(status.last_rollout.unwrap().message, reason);
@@ -1014,13 +1080,8 @@ async fn annotations_pause_resume_and_promote_a_canary_with_events_and_status() 
     let mut cluster = Cluster::new(DETECTOR);
     let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
     start_rollout_to_v2(&mut cluster, &fakes, &ctx, &mut api).await;
-    cluster.pods_ready(STABLE);
-    cluster.pods_ready(CANARY);
     fakes.metrics.serve("demo-canary-0", 5, 0);
-    let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    cluster.expect_status(&mut api).await;
-    finish(task, &mut api).await;
+    open_first_window(&mut cluster, &ctx, &mut api).await;
     assert_eq!(fakes.metrics.scrapes(), 1);
 
     // kubectl annotate adet demo auralguard.io/pause=true
@@ -1068,7 +1129,7 @@ async fn annotations_pause_resume_and_promote_a_canary_with_events_and_status() 
     let task = cluster.reconcile(&ctx);
     cluster.serve_reads(&mut api).await;
     let stable = cluster.expect_apply(&mut api, STABLE).await;
-    assert_eq!(stable["spec"]["replicas"], 4);
+    assert_eq!(stable["spec"]["replicas"], 3, "beside the canary's pod");
     assert_eq!(
         env(&stable, "AURALGUARD_MODEL")["value"],
         "models:/deepfake/2"
@@ -1106,6 +1167,7 @@ async fn annotations_pause_resume_and_promote_a_canary_with_events_and_status() 
     );
     finish(task, &mut api).await;
     assert_eq!(fakes.metrics.scrapes(), 1, "a promotion judges nothing");
+    stable_grows(&mut cluster, &ctx, &mut api, 4, None).await;
 
     // Stable rolled out: promoted, canary deleted.
     cluster.pods_ready(STABLE);
@@ -1168,7 +1230,9 @@ async fn an_abort_annotation_rolls_back_and_a_retry_annotation_tries_again() {
 
     annotate(&mut cluster, "auralguard.io/abort", Some("1712000000"));
     let task = cluster.reconcile(&ctx);
-    let status = expect_canary_removed(&mut cluster, &mut api).await;
+    // The abort is handled before the reconcile could act on the ready canary pod, so stable
+    // never gave up a pod (surge first): it keeps its four and is not written.
+    let status = expect_canary_removed(&mut cluster, &mut api, false).await;
     assert_eq!(status.rollout, None);
     let last = status.last_rollout.clone().unwrap();
     assert_eq!(
@@ -1198,21 +1262,13 @@ async fn an_abort_annotation_rolls_back_and_a_retry_annotation_tries_again() {
         .contains("auralguard_operator_rollouts_total{outcome=\"aborted_manually\"} 1"));
 
     // Blocked: the alias still says 2, the same token is still there, nothing happens.
-    cluster.pods_ready(STABLE);
-    let task = cluster.reconcile(&ctx);
-    cluster.serve_reads(&mut api).await;
-    cluster.expect_status(&mut api).await; // the 4 stable pods are ready again
-    finish(task, &mut api).await;
+    expect_no_writes(&cluster, &ctx, &mut api).await;
     expect_no_writes(&cluster, &ctx, &mut api).await;
 
     // kubectl annotate adet demo auralguard.io/retry="$(date +%s)" --overwrite
     annotate(&mut cluster, "auralguard.io/retry", Some("1712000100"));
     let task = cluster.reconcile(&ctx);
     cluster.serve_reads(&mut api).await;
-    assert_eq!(
-        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
-        3
-    );
     assert_eq!(
         cluster.expect_apply(&mut api, CANARY).await["spec"]["replicas"],
         1
@@ -1230,5 +1286,139 @@ async fn an_abort_annotation_rolls_back_and_a_retry_annotation_tries_again() {
         ],
     )
     .await;
+    finish(task, &mut api).await;
+}
+
+/// Finding 2 of the operator review (capacity lost during a rollout): the reconcile that creates
+/// the canary leaves the stable Deployment at its four pods (surge first, `maxSurge` 1 by
+/// default); while the canary pod is not ready nothing changes; stable gives up a pod only in
+/// the reconcile that sees the canary pod ready. Status shows the capacity held on each side.
+/// The old operator applied stable with 3 replicas in the first reconcile.
+#[tokio::test]
+async fn the_canary_surges_first_and_status_shows_the_capacity_held() {
+    let fakes = Fakes::new();
+    let mut cluster = Cluster::new(DETECTOR);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+
+    fakes.resolver.set("champion", Some("2"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let canary = cluster.expect_apply(&mut api, CANARY).await;
+    assert_eq!(canary["spec"]["replicas"], 1);
+    assert_eq!(
+        canary["spec"]["strategy"]["rollingUpdate"],
+        json!({"maxSurge": 1, "maxUnavailable": 0})
+    );
+    let status = cluster.expect_status(&mut api).await;
+    let capacity = |ready_stable, ready_canary| {
+        Some(RolloutCapacity {
+            mode: CapacityMode::SurgeFirst,
+            desired_replicas: 4,
+            max_surge: 1,
+            ready_stable,
+            ready_canary,
+        })
+    };
+    assert_eq!(status.capacity, capacity(4, 0));
+    assert_eq!((status.replicas, status.ready_replicas), (Some(5), Some(4)));
+    assert_eq!(
+        condition(&status, "Ready"),
+        ("True".into(), "PodsReady".into())
+    );
+    expect_events(
+        &mut api,
+        &[
+            ("RolloutStarted", "Normal"),
+            ("CanaryStepStarted", "Normal"),
+        ],
+    )
+    .await;
+    finish(task, &mut api).await;
+    assert_eq!(cluster.objects[STABLE]["spec"]["replicas"], 4);
+
+    // The canary pod is still starting: stable keeps every pod (only the Progressing message
+    // changes: it waits for the canary pod), and after that nothing is written at all.
+    fakes.clock.advance(30);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.capacity, capacity(4, 0));
+    finish(task, &mut api).await;
+    fakes.clock.advance(10);
+    expect_no_writes(&cluster, &ctx, &mut api).await;
+
+    // Ready: stable hands one pod over and the step's window opens.
+    cluster.pods_ready(CANARY);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    assert_eq!(
+        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
+        3
+    );
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.capacity, capacity(4, 1));
+    assert_eq!(status.rollout.unwrap().phase, RolloutPhase::Analyzing);
+    finish(task, &mut api).await;
+}
+
+/// `spec.rollout.maxSurge: 0` (GPU nodes without a spare GPU): both Deployments roll with
+/// `maxSurge: 0, maxUnavailable: 1`, the first canary pod takes a stable pod's place (3 + 1, never
+/// 5 pods), status says `ShrinkFirst` and one `RolloutShrinkFirst` Event says what it costs.
+#[tokio::test]
+async fn without_a_surge_the_rollout_shrinks_first_and_says_so() {
+    let fakes = Fakes::new();
+    let yaml = DETECTOR.replace("    analysis:", "    maxSurge: 0\n    analysis:");
+    let mut cluster = Cluster::new(&yaml);
+    let (ctx, mut api) = create_and_settle(&mut cluster, &fakes).await;
+    assert_eq!(
+        cluster.objects[STABLE]["spec"]["strategy"]["rollingUpdate"],
+        json!({"maxSurge": 0, "maxUnavailable": 1})
+    );
+
+    fakes.resolver.set("champion", Some("2"));
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    assert_eq!(
+        cluster.expect_apply(&mut api, STABLE).await["spec"]["replicas"],
+        3
+    );
+    let canary = cluster.expect_apply(&mut api, CANARY).await;
+    assert_eq!(canary["spec"]["replicas"], 1);
+    assert_eq!(
+        canary["spec"]["strategy"]["rollingUpdate"],
+        json!({"maxSurge": 0, "maxUnavailable": 1})
+    );
+    let status = cluster.expect_status(&mut api).await;
+    let capacity = status.capacity.unwrap();
+    assert_eq!(
+        (capacity.mode, capacity.max_surge, capacity.desired_replicas),
+        (CapacityMode::ShrinkFirst, 0, 4)
+    );
+    assert_eq!(status.replicas, Some(4));
+    let notes = expect_events(
+        &mut api,
+        &[
+            ("RolloutStarted", "Normal"),
+            ("RolloutShrinkFirst", "Normal"),
+            ("CanaryStepStarted", "Normal"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        notes[1],
+        "spec.rollout.maxSurge is 0: no pod runs above the 4 desired; a stable pod is removed \
+         before each canary pod starts (and before each stable pod moves to the new version), so \
+         1 of 4 pods may be unavailable at a time"
+    );
+    finish(task, &mut api).await;
+
+    // The window opens once the canary pod is ready (the split is already there, so only status
+    // is written) and no second Event about the mode.
+    cluster.pods_ready(STABLE);
+    cluster.pods_ready(CANARY);
+    let task = cluster.reconcile(&ctx);
+    cluster.serve_reads(&mut api).await;
+    let status = cluster.expect_status(&mut api).await;
+    assert_eq!(status.rollout.unwrap().phase, RolloutPhase::Analyzing);
     finish(task, &mut api).await;
 }

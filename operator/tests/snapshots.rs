@@ -208,6 +208,34 @@ fn env(d: &Deployment, name: &str) -> Option<Value> {
         .map(json)
 }
 
+/// A GPU node group without a spare GPU (`spec.rollout.maxSurge: 0`): both Deployments roll one
+/// pod at a time without surging (`maxUnavailable: 1`), so no rolling update ever asks for a GPU
+/// beyond the detector's replicas; the default (1 spare pod) surges without losing a ready pod.
+#[test]
+fn gpu_detectors_without_a_spare_gpu_roll_without_surging() {
+    let strategy = |yaml: &str, role| {
+        let model = ModelRef::registry("deepfake", "7");
+        let d = deployment(&detector(yaml), &cfg(), role, &model, Some(2)).unwrap();
+        json(&d)["spec"]["strategy"].clone()
+    };
+    let no_spare = GPU_EKS.replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  rollout: {maxSurge: 0}\n",
+    );
+    for role in [Role::Stable, Role::Canary] {
+        assert_eq!(
+            strategy(&no_spare, role),
+            serde_json::json!({"type": "RollingUpdate",
+                               "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+        );
+        assert_eq!(
+            strategy(GPU_EKS, role),
+            serde_json::json!({"type": "RollingUpdate",
+                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+        );
+    }
+}
+
 #[test]
 fn gpu_pods_get_the_cuda_image_equal_gpu_requests_and_the_nvidia_toleration() {
     let det = detector(GPU_EKS);

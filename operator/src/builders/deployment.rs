@@ -101,13 +101,7 @@ pub fn deployment(
                 match_labels: Some(role_selector_labels(&name, role)),
                 ..LabelSelector::default()
             },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            strategy: Some(strategy(max_surge(det))),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -120,6 +114,40 @@ pub fn deployment(
         }),
         status: None,
     })
+}
+
+/// `spec.rollout.maxSurge`, or its default when the spec has no rollout block.
+fn max_surge(det: &AudioDetector) -> i32 {
+    det.spec
+        .rollout
+        .as_ref()
+        .map_or_else(auralguard_crds::default_max_surge, |r| r.max_surge)
+}
+
+/// The rolling-update bounds `(maxSurge, maxUnavailable)`, in pods, of both Deployments for a
+/// `spec.rollout.maxSurge`: with spare pods a Deployment adds new pods before it removes old
+/// ones (`maxUnavailable: 0`), so its ready pods never drop; without (`0`, a GPU node group with
+/// no spare GPU) it must remove one pod first (`maxUnavailable: 1`), as Kubernetes refuses
+/// both bounds at 0. The rollout's own pod counts ([`crate::rollout::capacity`]) rely on these
+/// bounds to stay within `replicas + maxSurge` while a template changes.
+pub fn rolling_bounds(max_surge: i32) -> (i32, i32) {
+    if max_surge > 0 {
+        (max_surge, 0)
+    } else {
+        (0, 1)
+    }
+}
+
+/// The Deployment strategy for `max_surge` spare pods ([`rolling_bounds`]).
+fn strategy(max_surge: i32) -> DeploymentStrategy {
+    let (surge, unavailable) = rolling_bounds(max_surge);
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(surge)),
+            max_unavailable: Some(IntOrString::Int(unavailable)),
+        }),
+    }
 }
 
 /// The number of GPUs the spec asks for (`limits`, else `requests`), if any and non-zero.
@@ -363,4 +391,36 @@ fn secret(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
 
 fn non_empty_map(m: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
     (!m.is_empty()).then(|| m.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(d: &DeploymentStrategy) -> (Option<IntOrString>, Option<IntOrString>) {
+        let r = d.rolling_update.clone().unwrap_or_default();
+        (r.max_surge, r.max_unavailable)
+    }
+
+    #[test]
+    fn spare_pods_surge_without_losing_a_ready_pod() {
+        assert_eq!(rolling_bounds(1), (1, 0));
+        assert_eq!(rolling_bounds(3), (3, 0));
+        let s = strategy(2);
+        assert_eq!(s.type_.as_deref(), Some("RollingUpdate"));
+        assert_eq!(
+            bounds(&s),
+            (Some(IntOrString::Int(2)), Some(IntOrString::Int(0)))
+        );
+    }
+
+    #[test]
+    fn no_spare_pod_rolls_one_pod_at_a_time_without_surging() {
+        assert_eq!(rolling_bounds(0), (0, 1));
+        assert_eq!(rolling_bounds(-1), (0, 1), "a negative surge is none");
+        assert_eq!(
+            bounds(&strategy(0)),
+            (Some(IntOrString::Int(0)), Some(IntOrString::Int(1)))
+        );
+    }
 }

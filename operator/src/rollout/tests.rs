@@ -4,6 +4,8 @@
 use super::*;
 use auralguard_crds::{BucketCount, PodCounters};
 
+mod surge;
+
 fn v(n: u32) -> ModelRef {
     ModelRef::registry("deepfake", &n.to_string())
 }
@@ -25,6 +27,7 @@ fn policy() -> Policy {
             ..AnalysisSpec::default()
         },
         progress_deadline: Duration::from_secs(600),
+        max_surge: 1,
     }
 }
 
@@ -108,6 +111,9 @@ struct Sim {
     scrape_error: Option<String>,
     /// Canary pods that exist but are not ready (besides the one scraped).
     unready: i64,
+    /// When set, the Deployments' pods are played one controller pass at a time
+    /// ([`surge::Cluster`]) instead of being ready as soon as they are planned.
+    cluster: Option<surge::Cluster>,
 }
 
 impl Sim {
@@ -122,6 +128,8 @@ impl Sim {
             replicas: 4,
             ready: 4,
             rolled_out: true,
+            observed: true,
+            old_pods: 0,
         });
         Self {
             status,
@@ -149,6 +157,7 @@ impl Sim {
             commands: Commands::default(),
             scrape_error: None,
             unready: 0,
+            cluster: None,
         }
     }
 
@@ -165,6 +174,11 @@ impl Sim {
         if self.restart_every_time {
             let json = serde_json::to_string(&self.status).unwrap();
             self.status = serde_json::from_str(&json).unwrap();
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.settle(self.stuck, self.stable_stuck);
+            self.stable = cluster.stable();
+            self.canary = cluster.canary();
         }
         let snapshot = self.snapshot();
         let mut input = Input {
@@ -207,6 +221,12 @@ impl Sim {
         self.status.handled_commands = d.handled.clone();
         self.status.last_command = d.last_command.clone();
         self.log.extend(d.transitions.iter().cloned());
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.apply(d);
+            self.stable = cluster.stable();
+            self.canary = cluster.canary();
+            return;
+        }
         let ready = |model: &ModelRef, replicas: Option<i32>, stuck: bool| {
             let r = replicas.unwrap_or(4);
             PodSet {
@@ -214,6 +234,8 @@ impl Sim {
                 replicas: r,
                 ready: if stuck { 0 } else { r },
                 rolled_out: !stuck,
+                observed: true,
+                old_pods: 0,
             }
         };
         self.stable = d
@@ -235,10 +257,25 @@ impl Sim {
         self.reconcile(Some(to))
     }
 
+    /// Reconciles while stable moves to the new version (its template first, then its pods
+    /// back from the canary, a spare pod at a time) and returns the decision that ends the
+    /// promotion.
+    fn finish_promotion(&mut self, to: &ModelRef) -> Decision {
+        for _ in 0..10 {
+            let d = self.reconcile(Some(to));
+            if d.rollout.is_none() {
+                return d;
+            }
+        }
+        panic!("the promotion does not end: {:?}", self.status.rollout);
+    }
+
     /// Rolls `to` out through one 50 % step with no pause into `Promoting`, where it stays:
     /// from then on the stable Deployment never finishes moving to the new template.
     fn hold_in_promoting(&mut self, to: &ModelRef) {
         self.policy.steps = vec![step(50, 0)];
+        // The canary's first pod, its second, then the window opens.
+        self.reconcile(Some(to));
         self.reconcile(Some(to));
         self.reconcile(Some(to));
         self.wait(1);
@@ -297,7 +334,7 @@ fn serve(c: &mut PodCounters, t: Traffic) {
 #[test]
 fn split_replicas_follows_the_weight() {
     let f = |n, w| {
-        let s = split_replicas(Scale::Fixed(n), w);
+        let s = split_replicas(Scale::Fixed(n), w, 1);
         (s.stable.unwrap(), s.canary)
     };
     assert_eq!(f(10, 10), (9, 1));
@@ -310,7 +347,7 @@ fn split_replicas_follows_the_weight() {
         "both sides keep a pod while a canary runs"
     );
     assert_eq!(f(3, 100), (1, 3));
-    let a = |current, w| split_replicas(Scale::Autoscaled { current }, w);
+    let a = |current, w| split_replicas(Scale::Autoscaled { current }, w, 1);
     assert_eq!(
         a(4, 20),
         Split {
@@ -383,7 +420,8 @@ fn full_rollout(restart_every_time: bool) -> Sim {
     let mut sim = Sim::new(Some(v(1)));
     sim.restart_every_time = restart_every_time;
 
-    // The alias moves: a canary at 10% (1 of 4 pods), stable keeps 3.
+    // The alias moves: a canary at 10% (1 of 4 pods) starts beside the 4 stable pods, which
+    // stable keeps until it is ready (surge first).
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(sim.reasons(), ["RolloutStarted", "CanaryStepStarted"]);
     assert_eq!(
@@ -396,14 +434,15 @@ fn full_rollout(restart_every_time: bool) -> Sim {
     );
     assert_eq!(
         (d.stable_model.clone(), d.stable_replicas),
-        (Some(v(1)), Some(3))
+        (Some(v(1)), Some(4))
     );
     assert_eq!(d.serving, Some(v(1)));
     assert_eq!(sim.scrapes, 0, "the canary was not ready yet");
 
-    // Canary ready: the baseline is scraped and the window opens.
+    // Canary ready: the baseline is scraped and the window opens; stable gives up one pod.
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(sim.scrapes, 1);
+    assert_eq!(d.stable_replicas, Some(3));
     let r = d.rollout.clone().unwrap();
     assert_eq!((r.step, r.phase), (0, RolloutPhase::Analyzing));
     assert_eq!(r.baseline, Some(sim.snapshot()));
@@ -416,7 +455,8 @@ fn full_rollout(restart_every_time: bool) -> Sim {
     assert_eq!(d.requeue_after, Some(Duration::from_secs(30)));
     assert!(d.transitions.is_empty());
 
-    // Pause over: the window is judged, step 2 begins at 50% (2 of 4).
+    // Pause over: the window is judged, step 2 begins at 50% (2 of 4): the canary's second pod
+    // first, stable keeps 3 until it is ready.
     sim.wait(30);
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(sim.scrapes, 2);
@@ -428,23 +468,33 @@ fn full_rollout(restart_every_time: bool) -> Sim {
             weight: 50
         })
     );
-    assert_eq!(d.stable_replicas, Some(2));
+    assert_eq!(d.stable_replicas, Some(3));
     let r = d.rollout.clone().unwrap();
     assert_eq!(
         (r.step, r.phase, r.baseline),
         (1, RolloutPhase::Scaling, None)
     );
 
-    sim.reconcile(Some(&v(2)));
+    let d = sim.reconcile(Some(&v(2)));
     assert_eq!(sim.scrapes, 3);
+    assert_eq!(d.stable_replicas, Some(2));
     sim.wait(120);
-    // Last step passes: stable moves to v2 at full size, the canary stays until it has.
+    // Last step passes: stable moves to v2 at the 2 pods it has beside the canary, then grows
+    // back as the canary hands its pods over; the canary stays until stable has every pod.
     let d = sim.reconcile(Some(&v(2)));
     assert_eq!(d.stable_model, Some(v(2)));
-    assert_eq!(d.stable_replicas, Some(4));
+    assert_eq!(d.stable_replicas, Some(2));
     assert!(d.canary.is_some());
     assert_eq!(d.serving, Some(v(1)));
     assert_eq!(d.rollout.as_ref().unwrap().phase, RolloutPhase::Promoting);
+    for (stable, canary) in [(3, 2), (4, 1)] {
+        let d = sim.reconcile(Some(&v(2)));
+        assert_eq!(
+            (d.stable_replicas, d.canary.map(|c| c.replicas)),
+            (Some(stable), Some(canary))
+        );
+        assert_eq!(d.serving, Some(v(1)));
+    }
 
     // Stable rolled out: promoted, the canary goes away.
     let d = sim.reconcile(Some(&v(2)));
@@ -671,7 +721,7 @@ fn a_canary_whose_fake_share_matches_stables_is_promoted() {
     sim.reconcile(Some(&v(2)));
     sim.wait(120);
     sim.reconcile(Some(&v(2)));
-    let d = sim.reconcile(Some(&v(2)));
+    let d = sim.finish_promotion(&v(2));
     assert_eq!(d.last_rollout.unwrap().outcome, RolloutOutcome::Promoted);
     let summaries: Vec<&str> = sim
         .log
@@ -819,7 +869,8 @@ fn promote_mid_canary_skips_the_remaining_steps_and_analysis() {
     );
     assert_eq!(
         (d.stable_model.clone(), d.stable_replicas),
-        (Some(v(2)), Some(4))
+        (Some(v(2)), Some(3)),
+        "beside the canary's pod"
     );
     assert_eq!(
         d.serving,
@@ -851,7 +902,7 @@ fn promote_mid_canary_skips_the_remaining_steps_and_analysis() {
     assert_eq!(d.handled.promote.as_deref(), Some("t1"));
 
     // Stable rolled out on v2: promoted, the canary goes.
-    let d = sim.reconcile(Some(&v(2)));
+    let d = sim.finish_promotion(&v(2));
     assert_eq!((d.serving.clone(), d.canary.clone()), (Some(v(2)), None));
     assert_eq!(d.rollout, None);
     let last = d.last_rollout.unwrap();
@@ -892,7 +943,7 @@ fn a_command_acts_once_per_token_across_reconciles_and_restarts() {
     // A new token does, once.
     sim.commands.promote = token("t2");
     sim.reconcile(Some(&v(2)));
-    sim.reconcile(Some(&v(2)));
+    sim.finish_promotion(&v(2));
     assert_eq!(sim.status.serving_version.as_deref(), Some("2"));
     assert_eq!(count(&sim, "ManualPromote"), 1);
     // The next rollout, with the annotation still at t2, runs its steps.
@@ -1008,7 +1059,7 @@ fn retry_unblocks_a_rolled_back_version() {
     sim.reconcile(Some(&v(2)));
     sim.wait(120);
     sim.reconcile(Some(&v(2)));
-    let d = sim.reconcile(Some(&v(2)));
+    let d = sim.finish_promotion(&v(2));
     let last = d.last_rollout.unwrap();
     assert_eq!(
         (last.outcome, last.retried),
