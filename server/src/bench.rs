@@ -1,12 +1,12 @@
 //! `auralguard bench`: where the time goes, per model window, on this machine.
 //!
 //! Every number is measured in the same run as its baseline so ratios are meaningful even on a
-//! noisy machine: the network with this crate's channels-last CPU kernels against the same
-//! network on candle's own `conv2d`, batched against unbatched, and sparse against dense mel
-//! filtering. Where a stage's work is countable it is also set against the machine's own
-//! ceiling, measured by [`crate::roofline`] in the same run: GFLOP/s against the FMA peak for
-//! the features and the network, GB/s against copy bandwidth for decoding. Audio is
-//! synthesised (a 16 kHz and a 44.1 kHz WAV) so the bench needs no data.
+//! noisy machine: the network with this crate's CPU kernels against the same network on
+//! candle's own `conv2d` and on the layer-by-layer kernels, batched against unbatched, and
+//! sparse against dense mel filtering. Where a stage's work is countable it is also set against
+//! the machine's own ceiling, measured by [`crate::roofline`] in the same run: GFLOP/s against
+//! the FMA peak for the features and the network, GB/s against copy bandwidth for decoding.
+//! Audio is synthesised (a 16 kHz and a 44.1 kHz WAV) so the bench needs no data.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -369,6 +369,25 @@ fn spectral_timings(
         baseline: Some("the same network at batch 1".into()),
         achieved: all_threads(batched),
     });
+    if seed_cnn {
+        // The layer-by-layer kernels the fused trunk replaced, at the same batch: what fusing
+        // and the direct convolution bought, in this run. (At batch 1 both wait mostly on the
+        // first dense layer's 29 MB of weights.)
+        let layered = build_with(
+            load_weights(pkg.dir())?,
+            n_mels,
+            frames,
+            ConvPath::ChannelsLast,
+        )?;
+        let ms = time_net(layered.as_ref(), &input_b, 2)?;
+        timings.push(Timing {
+            name: format!("network, batch {b} (vs layered)"),
+            ms_per_window: batched,
+            baseline_ms_per_window: Some(ms),
+            baseline: Some("layer-by-layer kernels".into()),
+            achieved: all_threads(batched),
+        });
+    }
 
     Ok(())
 }

@@ -6,8 +6,9 @@
 //! ```
 //!
 //! Parameters keep Keras layouts (conv kernels `[KH, KW, C, O]`, dense kernels `[in, out]`). On
-//! the CPU the convolutions run through this crate's channels-last kernels ([`crate::model::ops`]);
-//! on CUDA through candle's `conv2d`, after moving channels first.
+//! the CPU the convolutions run through this crate's kernels ([`crate::model::ops`]): the fused
+//! trunk where the CPU has AVX2+FMA, the layer-by-layer channels-last kernels elsewhere; on CUDA
+//! through candle's `conv2d`, after moving channels first.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,7 +17,7 @@ use candle_core::{Device, Tensor, D};
 
 use super::{take_params, Architecture, Classifier, ParamSpec};
 use crate::error::{Error, Result};
-use crate::model::ops::{conv2d_nhwc, max_pool2d_nhwc};
+use crate::model::ops::{conv2d_nhwc, matmul_ksplit, max_pool2d_nhwc, Isa, SeedTrunk};
 
 /// Registry entry for the seed architecture.
 pub struct SeedCnn;
@@ -113,10 +114,10 @@ impl Architecture for SeedCnn {
         frames: usize,
         device: &Device,
     ) -> Result<Box<dyn Classifier>> {
-        let path = if device.is_cpu() {
-            ConvPath::ChannelsLast
-        } else {
-            ConvPath::CandleConv2d
+        let path = match (device.is_cpu(), Isa::detect()) {
+            (true, Isa::Avx2Fma) => ConvPath::FusedTrunk,
+            (true, Isa::Portable) => ConvPath::ChannelsLast,
+            (false, _) => ConvPath::CandleConv2d,
         };
         build_with(weights, n_mels, frames, path)
     }
@@ -125,7 +126,11 @@ impl Architecture for SeedCnn {
 /// Which convolution implementation a network uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvPath {
-    /// This crate's channels-last CPU kernels (CPU only).
+    /// The fused trunk ([`SeedTrunk`]): both convolutions and the pool in one cache-resident pass
+    /// (CPU only; the default where the CPU has AVX2+FMA).
+    FusedTrunk,
+    /// This crate's layer-by-layer channels-last CPU kernels (CPU only; the default elsewhere,
+    /// and the baseline the fused pass is benchmarked against).
     ChannelsLast,
     /// candle's `conv2d` in NCHW (any device; the CUDA path, and the CPU baseline in benchmarks).
     CandleConv2d,
@@ -148,6 +153,19 @@ pub fn build_with(
         .map(|s| s.shape.iter().product::<usize>())
         .sum();
     let conv = match path {
+        ConvPath::FusedTrunk => {
+            let v = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+            let trunk = SeedTrunk::new(
+                &v(&c1k)?,
+                &v(&c1b)?,
+                &v(&c2k)?,
+                &v(&c2b)?,
+                CONV_CH,
+                Isa::detect(),
+            )
+            .map_err(|e| Error::InvalidArgument(format!("seed-cnn: {e}")))?;
+            ConvWeights::Fused(trunk)
+        }
         ConvPath::ChannelsLast => ConvWeights::ChannelsLast {
             k1: c1k,
             b1: c1b,
@@ -172,6 +190,7 @@ pub fn build_with(
 }
 
 enum ConvWeights {
+    Fused(SeedTrunk),
     ChannelsLast {
         k1: Tensor,
         b1: Tensor,
@@ -199,6 +218,7 @@ impl SeedCnnNet {
     fn trunk(&self, x: &Tensor) -> Result<Tensor> {
         let b = x.dim(0)?;
         let pooled = match &self.conv {
+            ConvWeights::Fused(trunk) => trunk.forward(&x.contiguous()?)?,
             ConvWeights::ChannelsLast { k1, b1, k2, b2 } => {
                 let x = x.unsqueeze(D::Minus1)?.contiguous()?;
                 let y = conv2d_nhwc(&x, k1, b1, true)?;
@@ -227,7 +247,12 @@ impl Classifier for SeedCnnNet {
         }
         let mut y = self.trunk(x)?;
         for (i, (k, b)) in self.dense.iter().enumerate() {
-            y = y.matmul(k)?.broadcast_add(b)?;
+            y = if i == 0 && !matches!(self.conv, ConvWeights::ChannelsFirst { .. }) {
+                matmul_ksplit(&y, k)?
+            } else {
+                y.matmul(k)?
+            };
+            y = y.broadcast_add(b)?;
             y = if i < 2 {
                 y.relu()?
             } else {
@@ -269,14 +294,18 @@ mod tests {
     fn cpu_kernels_equal_candle_reference_path() {
         let (m, f) = (20, 37);
         let w = random_weights(m, f);
-        let cpu = SeedCnn.build(w.clone(), m, f, &Device::Cpu).unwrap();
-        let reference = build_with(w, m, f, ConvPath::CandleConv2d).unwrap();
+        let reference = build_with(w.clone(), m, f, ConvPath::CandleConv2d).unwrap();
         let x = Tensor::randn(0f32, 10.0, (3, m, f), &Device::Cpu).unwrap();
-        let a = cpu.forward(&x).unwrap().to_vec1::<f32>().unwrap();
         let b = reference.forward(&x).unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(a.len(), 3);
-        for (p, q) in a.iter().zip(&b) {
-            assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+        let default = SeedCnn.build(w.clone(), m, f, &Device::Cpu).unwrap();
+        let fused = build_with(w.clone(), m, f, ConvPath::FusedTrunk).unwrap();
+        let layered = build_with(w, m, f, ConvPath::ChannelsLast).unwrap();
+        for net in [default, fused, layered] {
+            let a = net.forward(&x).unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(a.len(), 3);
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+            }
         }
     }
 
