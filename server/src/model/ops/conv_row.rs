@@ -82,7 +82,9 @@ pub enum PackError {
 }
 
 impl ConvRowKernel {
-    /// Packs a Keras-layout kernel `[kh, kw, c, o]` and its bias `[o]` for `isa`.
+    /// Packs a Keras-layout kernel `[kh, kw, c, o]` and its bias `[o]` for `isa`
+    /// ([`Isa::Avx2Fma`] on a CPU without AVX2+FMA falls back to the portable path, so no
+    /// caller can make the kernel run instructions the CPU lacks).
     pub fn pack(
         kernel: &[f32],
         bias: &[f32],
@@ -102,6 +104,11 @@ impl ConvRowKernel {
         if o == 0 || o % OC_BLOCK != 0 {
             return Err(PackError::Channels(o));
         }
+        // A caller may ask for AVX2 on a CPU without it; run portably rather than fault.
+        let isa = match isa {
+            Isa::Avx2Fma if Isa::detect() != Isa::Avx2Fma => Isa::Portable,
+            other => other,
+        };
         let taps = kh * kw * c;
         let mut packed = Vec::with_capacity(kernel.len());
         for block in 0..o / OC_BLOCK {
@@ -169,8 +176,8 @@ impl ConvRowKernel {
                     for (p, r) in rows.iter_mut().zip(src) {
                         *p = r.as_ptr();
                     }
-                    // SAFETY: `Isa::Avx2Fma` is only constructed by `detect` after checking the
-                    // CPU; the asserts above bound every read (`need` values per input row,
+                    // SAFETY: `pack` keeps `Isa::Avx2Fma` only after `detect` found AVX2 and
+                    // FMA on this CPU; the asserts above bound every read (`need` values per input row,
                     // `taps × 16` kernel values, 16 bias values) and every write (`out_w` pixels
                     // at stride `o`, 16 channels from this block's offset).
                     unsafe {
