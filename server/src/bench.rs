@@ -338,14 +338,16 @@ fn spectral_timings(
     progress("network, batch 1");
     let net = detector.model().classifier.as_ref();
     let one = time_net(net, &input1, base_reps.max(4))?;
-    let seed_cnn = pkg.manifest().architecture.name == "seed-cnn";
-    let (baseline, baseline_name) = if seed_cnn {
-        let slow = build_with(
-            load_weights(pkg.dir())?,
-            n_mels,
-            frames,
-            ConvPath::CandleConv2d,
-        )?;
+    // The seed CNN's weights, read once, for the same network on other kernels (tensors share
+    // their storage, so each build below is a view, not a copy).
+    let seed_weights = match pkg.manifest().architecture.name.as_str() {
+        "seed-cnn" => Some(load_weights(pkg.dir())?),
+        _ => None,
+    };
+    let seed_net =
+        |weights: &HashMap<String, Tensor>, path| build_with(weights.clone(), n_mels, frames, path);
+    let (baseline, baseline_name) = if let Some(w) = &seed_weights {
+        let slow = seed_net(w, ConvPath::CandleConv2d)?;
         (
             Some(time_net(slow.as_ref(), &input1, base_reps)?),
             Some("candle conv2d (NCHW)".to_string()),
@@ -369,16 +371,11 @@ fn spectral_timings(
         baseline: Some("the same network at batch 1".into()),
         achieved: all_threads(batched),
     });
-    if seed_cnn {
+    if let Some(w) = &seed_weights {
         // The layer-by-layer kernels the fused trunk replaced, at the same batch: what fusing
         // and the direct convolution bought, in this run. (At batch 1 both wait mostly on the
         // first dense layer's 29 MB of weights.)
-        let layered = build_with(
-            load_weights(pkg.dir())?,
-            n_mels,
-            frames,
-            ConvPath::ChannelsLast,
-        )?;
+        let layered = seed_net(w, ConvPath::ChannelsLast)?;
         let ms = time_net(layered.as_ref(), &input_b, 2)?;
         timings.push(Timing {
             name: format!("network, batch {b} (vs layered)"),
