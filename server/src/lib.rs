@@ -25,6 +25,7 @@ pub mod bench;
 pub mod digest;
 pub mod error;
 pub mod features;
+pub mod isa;
 pub mod large_blocks;
 pub mod model;
 pub mod pipeline;

@@ -2,37 +2,47 @@
 //!
 //! [`LogMelExtractor`] is immutable and `Sync` (FFT plan, Hann window and filter bank are built
 //! once at start-up and shared by every thread); each thread brings its own [`LogMelScratch`], so
-//! a window costs no allocation at all.
+//! a window costs no allocation at all. The three stages after windowing are vectorised kernels
+//! of their own: [`PowerSpectrum`], [`MelFilterBank::apply_strided`] and
+//! [`power_to_db_in_place`].
 
-use std::sync::Arc;
-
-use realfft::num_complex::Complex32;
-use realfft::{RealFftPlanner, RealToComplex};
-
+use super::decibels::power_to_db_with;
+use super::power_spectrum::{PowerScratch, PowerSpectrum};
 use super::{FeatureConfig, MelFilterBank};
 use crate::error::{Error, Result};
+use crate::isa::Isa;
+
+pub use super::decibels::power_to_db_in_place;
 
 /// Shared, read-only log-mel front-end.
 pub struct LogMelExtractor {
     cfg: FeatureConfig,
-    fft: Arc<dyn RealToComplex<f32>>,
+    spectrum: PowerSpectrum,
     window: Vec<f32>,
     bank: MelFilterBank,
+    isa: Isa,
 }
 
 /// Per-thread buffers reused across windows.
 pub struct LogMelScratch {
-    frame: Vec<f32>,
-    spectrum: Vec<Complex32>,
     power: Vec<f32>,
-    fft_scratch: Vec<Complex32>,
+    /// The mel bands of up to [`FRAME_GROUP`] frames, frame-major.
+    mels: Vec<f32>,
+    spectrum: PowerScratch,
 }
 
 impl LogMelExtractor {
-    /// Plans the FFT and builds the filter bank for `cfg`.
+    /// Plans the FFT and builds the filter bank for `cfg`, with the best kernels this CPU runs.
     pub fn new(cfg: FeatureConfig) -> Result<Self> {
+        Self::with_isa(cfg, Isa::detect())
+    }
+
+    /// [`LogMelExtractor::new`] on a chosen instruction set: the benchmark's baseline and the
+    /// tests' cross-check (one this CPU lacks falls back to the portable kernels).
+    pub fn with_isa(cfg: FeatureConfig, isa: Isa) -> Result<Self> {
         cfg.validate()?;
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(cfg.n_fft);
+        let isa = isa.supported();
+        let spectrum = PowerSpectrum::with_isa(cfg.n_fft, isa);
         // Periodic Hann (scipy `get_window("hann", n_fft, fftbins=True)`), computed in f64.
         let n = cfg.n_fft as f64;
         let window = (0..cfg.n_fft)
@@ -43,12 +53,14 @@ impl LogMelExtractor {
                 MelFilterBank::linear(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
             }
             _ => MelFilterBank::new(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax),
-        };
+        }
+        .with_isa(isa);
         Ok(Self {
             cfg,
-            fft,
+            spectrum,
             window,
             bank,
+            isa,
         })
     }
 
@@ -65,10 +77,9 @@ impl LogMelExtractor {
     /// Fresh scratch buffers sized for this extractor.
     pub fn scratch(&self) -> LogMelScratch {
         LogMelScratch {
-            frame: self.fft.make_input_vec(),
-            spectrum: self.fft.make_output_vec(),
-            power: vec![0.0; self.cfg.n_fft / 2 + 1],
-            fft_scratch: self.fft.make_scratch_vec(),
+            power: vec![0.0; self.spectrum.n_bins()],
+            mels: vec![0.0; FRAME_GROUP * self.bank.n_mels()],
+            spectrum: self.spectrum.scratch(),
         }
     }
 
@@ -92,7 +103,7 @@ impl LogMelExtractor {
             )));
         }
         self.mel_power_into(signal, out, frames, scratch)?;
-        power_to_db_in_place(out, self.cfg.amin, self.cfg.top_db);
+        power_to_db_with(self.isa, out, self.cfg.amin, self.cfg.top_db);
         Ok(())
     }
 
@@ -117,53 +128,42 @@ impl LogMelExtractor {
         let pad = (n_fft / 2) as isize;
         let hop = self.cfg.hop_length as isize;
         let len = signal.len() as isize;
-        for t in 0..frames {
-            // Frame t covers padded[t·hop, t·hop + n_fft) with `pad` zeros on each side of the signal:
-            // zero the parts outside the signal, window the part inside (no per-sample branch).
-            let begin = t as isize * hop - pad;
-            let lo = (-begin).clamp(0, n_fft as isize) as usize;
-            let hi = (len - begin).clamp(lo as isize, n_fft as isize) as usize;
-            s.frame[..lo].fill(0.0);
-            s.frame[hi..].fill(0.0);
-            let src = &signal[(begin + lo as isize) as usize..(begin + hi as isize) as usize];
-            for ((dst, x), w) in s.frame[lo..hi]
-                .iter_mut()
-                .zip(src)
-                .zip(&self.window[lo..hi])
-            {
-                *dst = x * w;
+        let n_mels = self.bank.n_mels();
+        for t0 in (0..frames).step_by(FRAME_GROUP) {
+            let group = FRAME_GROUP.min(frames - t0);
+            for f in 0..group {
+                let t = t0 + f;
+                // Frame t covers padded[t·hop, t·hop + n_fft) with `pad` zeros on each side of
+                // the signal: zero the parts outside it, window the part inside (no per-sample
+                // branch).
+                let begin = t as isize * hop - pad;
+                let lo = (-begin).clamp(0, n_fft as isize) as usize;
+                let hi = (len - begin).clamp(lo as isize, n_fft as isize) as usize;
+                let frame = self.spectrum.frame(&mut s.spectrum);
+                frame[..lo].fill(0.0);
+                frame[hi..].fill(0.0);
+                let src = &signal[(begin + lo as isize) as usize..(begin + hi as isize) as usize];
+                for ((dst, x), w) in frame[lo..hi].iter_mut().zip(src).zip(&self.window[lo..hi]) {
+                    *dst = x * w;
+                }
+                self.spectrum.compute(&mut s.spectrum, &mut s.power);
+                self.bank
+                    .apply_strided(&s.power, &mut s.mels[f * n_mels..], 1);
             }
-            self.fft
-                .process_with_scratch(&mut s.frame, &mut s.spectrum, &mut s.fft_scratch)
-                .map_err(|e| Error::InvalidArgument(format!("FFT failed: {e}")))?;
-            for (p, c) in s.power.iter_mut().zip(&s.spectrum) {
-                *p = c.re * c.re + c.im * c.im;
+            // Band-major output: each band gets the group's frames as one contiguous run
+            // instead of one scattered store per band and frame.
+            for (m, row) in out.chunks_exact_mut(frames).enumerate() {
+                for (f, dst) in row[t0..t0 + group].iter_mut().enumerate() {
+                    *dst = s.mels[f * n_mels + m];
+                }
             }
-            self.bank.apply_strided(&s.power, &mut out[t..], frames);
         }
         Ok(())
     }
 }
 
-/// `librosa.power_to_db(S, ref=np.max, amin, top_db)` in place.
-///
-/// Uses `f32` logarithms (relative error ~1e-7, i.e. ~1e-6 dB), which is what librosa itself
-/// computes on `float32` spectrograms.
-pub fn power_to_db_in_place(s: &mut [f32], amin: f32, top_db: Option<f32>) {
-    let reference = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let ref_db = 10.0 * reference.max(amin).log10();
-    let mut peak = f32::NEG_INFINITY;
-    for v in s.iter_mut() {
-        *v = 10.0 * v.max(amin).log10() - ref_db;
-        peak = peak.max(*v);
-    }
-    if let Some(top) = top_db {
-        let floor = peak - top;
-        for v in s.iter_mut() {
-            *v = v.max(floor);
-        }
-    }
-}
+/// Frames whose mel bands are gathered before they are written out band-major.
+const FRAME_GROUP: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -231,6 +231,24 @@ mod tests {
         // the band peaking at 7091 Hz.
         assert_eq!(peak_band(&mel, 7050.0), 123);
         assert_eq!(peak_band(&mel, 7120.0), 123);
+    }
+
+    #[test]
+    fn every_instruction_set_computes_the_same_bits() {
+        let sig: Vec<f32> = (0..40_000)
+            .map(|i| (i as f32 * 0.031).sin() * 0.4 + ((i * 7919) % 97) as f32 * 1e-3)
+            .collect();
+        let run = |isa| {
+            LogMelExtractor::with_isa(FeatureConfig::default(), isa)
+                .unwrap()
+                .compute(&sig)
+                .unwrap()
+        };
+        let (a, b) = (run(Isa::Portable), run(Isa::detect()));
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //! below 8 kHz are 250 Hz wide and 128 linear ones 62 Hz. A manifest names its front-end in
 //! `features.kind`, so training and serving always compute the same one.
 
+pub mod decibels;
 pub mod filterbank;
 pub mod frontend;
 pub mod logmel;
+pub mod power_spectrum;
 
 pub use filterbank::MelFilterBank;
 pub use frontend::FrontEnd;

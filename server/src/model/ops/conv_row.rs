@@ -18,29 +18,7 @@ pub const OC_BLOCK: usize = 16;
 /// broadcast = 15 of the 16 `ymm` registers).
 const TILE: usize = 6;
 
-/// Which instruction set the row kernel runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
-    /// 8-lane AVX2 with fused multiply-add (x86-64, checked at run time).
-    Avx2Fma,
-    /// Plain Rust loops; any CPU.
-    Portable,
-}
-
-impl Isa {
-    /// The best instruction set this CPU supports.
-    pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2Fma;
-            }
-        }
-        Isa::Portable
-    }
-}
+pub use crate::isa::Isa;
 
 /// A convolution's weights repacked for row-at-a-time evaluation.
 ///
@@ -105,10 +83,7 @@ impl ConvRowKernel {
             return Err(PackError::Channels(o));
         }
         // A caller may ask for AVX2 on a CPU without it; run portably rather than fault.
-        let isa = match isa {
-            Isa::Avx2Fma if Isa::detect() != Isa::Avx2Fma => Isa::Portable,
-            other => other,
-        };
+        let isa = isa.supported();
         let taps = kh * kw * c;
         let mut packed = Vec::with_capacity(kernel.len());
         for block in 0..o / OC_BLOCK {
