@@ -67,8 +67,14 @@ fn to_db(s: &mut [f32], amin: f32, top_db: Option<f32>) {
         *v = DB_PER_NEPER * ln_normal(v.max(amin)) - ref_db;
         top = top.max(*v);
     }
+    clip_to_top_db(s, top, top_db);
+}
+
+/// Raises every value to at least `top_db` below `peak` (librosa's `top_db` clipping).
+#[inline(always)]
+fn clip_to_top_db(s: &mut [f32], peak: f32, top_db: Option<f32>) {
     if let Some(t) = top_db {
-        let floor = top - t;
+        let floor = peak - t;
         for v in s.iter_mut() {
             *v = v.max(floor);
         }
@@ -102,12 +108,7 @@ fn exact_to_db(s: &mut [f32], amin: f32, top_db: Option<f32>) {
         *v = 10.0 * v.max(amin).log10() - ref_db;
         peak = peak.max(*v);
     }
-    if let Some(top) = top_db {
-        let floor = peak - top;
-        for v in s.iter_mut() {
-            *v = v.max(floor);
-        }
-    }
+    clip_to_top_db(s, peak, top_db);
 }
 
 /// Natural logarithm of a positive, finite, normal `x`, branch-free.

@@ -102,7 +102,7 @@ impl LogMelExtractor {
                 out.len()
             )));
         }
-        self.mel_power_into(signal, out, frames, scratch)?;
+        self.mel_power_into(signal, out, frames, scratch);
         power_to_db_with(self.isa, out, self.cfg.amin, self.cfg.top_db);
         Ok(())
     }
@@ -116,14 +116,14 @@ impl LogMelExtractor {
     }
 
     /// Mel power spectrogram (before dB), band-major, `frames` columns (the Whisper front-end
-    /// takes its own log of it).
+    /// takes its own log of it). Cannot fail: the callers size `out` from this extractor.
     pub(crate) fn mel_power_into(
         &self,
         signal: &[f32],
         out: &mut [f32],
         frames: usize,
         s: &mut LogMelScratch,
-    ) -> Result<()> {
+    ) {
         let n_fft = self.cfg.n_fft;
         let pad = (n_fft / 2) as isize;
         let hop = self.cfg.hop_length as isize;
@@ -158,7 +158,6 @@ impl LogMelExtractor {
                 }
             }
         }
-        Ok(())
     }
 }
 

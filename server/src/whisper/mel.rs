@@ -87,7 +87,7 @@ impl WhisperMel {
         let all = frames + 1;
         scratch.power.resize(self.n_mels * all, 0.0);
         self.stft
-            .mel_power_into(signal, &mut scratch.power, all, &mut scratch.stft)?;
+            .mel_power_into(signal, &mut scratch.power, all, &mut scratch.stft);
         let mut max = f32::NEG_INFINITY;
         for (band, row) in out.chunks_exact_mut(frames).enumerate() {
             let src = &scratch.power[band * all..band * all + frames];
